@@ -1,0 +1,33 @@
+"""A clock that only moves when told to: virtual time for tests and the local runtime."""
+
+from __future__ import annotations
+
+import random
+import threading
+from datetime import UTC, datetime, timedelta
+
+
+class ManualClock:
+    """Implements the Clock port; `set`/`advance` move it, nothing else does."""
+
+    def __init__(self, start: datetime, *, seed: int = 0) -> None:
+        if start.tzinfo is None:
+            start = start.replace(tzinfo=UTC)
+        self._now = start.astimezone(UTC)
+        self._random = random.Random(seed)
+        self._lock = threading.Lock()
+
+    def now(self) -> datetime:
+        return self._now
+
+    def random(self) -> float:
+        with self._lock:
+            return self._random.random()
+
+    def set(self, instant: datetime) -> None:
+        if instant.tzinfo is None:
+            instant = instant.replace(tzinfo=UTC)
+        self._now = instant.astimezone(UTC)
+
+    def advance(self, delta: timedelta) -> None:
+        self._now += delta

@@ -1,0 +1,145 @@
+"""What an incoming event does: start runs, resolve waits, cancel runs.
+
+The three are separate entry points because on AWS each is fed by its own EventBridge
+rule and SQS queue (and Lambda), so that a slow or failing one never holds up the
+others. Each is idempotent: a redelivered event starts no second run, resolves no wait
+twice, and repairs a wake-up that a crash cut off.
+
+Cost per event does not depend on how many runs wait on other keys: waits and cancel
+rules are found by exact index key (event name, match path, value), never by scanning.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from engine.ids import waiter_key
+from engine.lifecycle import Lifecycle
+from engine.logcontext import bind
+from engine.matching import cancel_matches, subscription_key_for, trigger_matches, wait_matches
+from engine.model import StepRecord, StepStatus
+from engine.ports import Ports
+from engine.settings import EngineSettings
+from sdk import App, Event
+from sdk._expression import MISSING, lookup
+
+log = logging.getLogger("stepline.events")
+
+
+class EventRouter:
+    def __init__(
+        self, app: App, ports: Ports, lifecycle: Lifecycle, settings: EngineSettings
+    ) -> None:
+        self.app = app
+        self.ports = ports
+        self.lifecycle = lifecycle
+        self.settings = settings
+
+    def matching_workflows(self, event: Event) -> list[str]:
+        """Ids of the workflows this event starts (each at most once)."""
+        matched: list[str] = []
+        for workflow, trigger in self.app.triggered_by(event.name):
+            if workflow.id not in matched and trigger_matches(trigger, event):
+                matched.append(workflow.id)
+        return matched
+
+    def trigger(self, event: Event) -> list[str]:
+        """Start one run per workflow whose trigger matches; returns the run ids."""
+        bind(event_id=event.id)
+        workflow_ids = self.matching_workflows(event)
+        if not workflow_ids:
+            log.info(
+                "event %s (%s) starts no workflow in app %s", event.id, event.name, self.app.name
+            )
+            return []
+        run_ids = []
+        for workflow_id in workflow_ids:
+            workflow = self.app.get(workflow_id)
+            assert workflow is not None
+            run_ids.append(self.lifecycle.start_run(workflow, event))
+        return run_ids
+
+    def resolve_waits(self, event: Event) -> int:
+        """Resolve the waits this event satisfies; returns how many it resolved."""
+        bind(event_id=event.id)
+        now = self.ports.clock.now()
+        self.ports.events.record_event(event, expires_at=now + self.settings.lookback)
+        resolved = 0
+        for path in sorted(self.ports.index.wait_paths(event.name), key=str):
+            if path is None:
+                key = waiter_key(event.name, None, None)
+            else:
+                value = lookup(event, path)
+                if value is MISSING:
+                    continue
+                key = waiter_key(event.name, path, value)
+            for run_id, waiter in self.ports.index.find_waiters(key):
+                resolved += self._resolve(run_id, waiter, event)
+        if resolved:
+            log.info("event %s (%s) resolved %d wait(s)", event.id, event.name, resolved)
+        return resolved
+
+    def _resolve(self, run_id: str, waiter: StepRecord, event: Event) -> int:
+        spec = waiter.wait
+        if spec is None:
+            return 0
+        if waiter.status is StepStatus.COMPLETED:
+            if isinstance(waiter.output, dict) and waiter.output.get("id") == event.id:
+                # Resolved by this very event before; the wake-up may have been lost.
+                self.lifecycle.wake(run_id, "event")
+            return 0
+        if waiter.status is not StepStatus.WAITING:
+            return 0
+        if event.ts is not None and waiter.wake_at is not None and event.ts > waiter.wake_at:
+            return 0
+        if not wait_matches(spec, event):
+            return 0
+        now = self.ports.clock.now()
+
+        def settle(current: StepRecord | None) -> StepRecord | None:
+            if current is None or current.status is not StepStatus.WAITING:
+                return None
+            # Stays indexed until the run has seen it (see StepRecord.indexed).
+            return current.model_copy(
+                update={
+                    "status": StepStatus.COMPLETED,
+                    "output": event.model_dump(mode="json"),
+                    "ended_at": now,
+                }
+            )
+
+        if self.lifecycle.resolve_step(run_id, waiter.key, settle, current=waiter) is None:
+            return 0
+        self.lifecycle.wake(run_id, "event")
+        return 1
+
+    def cancel_matching(self, event: Event) -> int:
+        """Cancel the runs whose cancel_on rules this event satisfies; returns how many."""
+        bind(event_id=event.id)
+        rules = self.app.cancellations_for(event.name)
+        if not rules:
+            return 0
+        now = self.ports.clock.now()
+        # Kept so that a run created a moment later still sees it (see Lifecycle).
+        self.ports.events.record_event(event, expires_at=now + self.settings.lookback)
+        cancelled = 0
+        for workflow, index, rule in rules:
+            key = subscription_key_for(workflow.id, index, rule, event)
+            if key is None:
+                continue
+            for subscription in self.ports.index.find_subscriptions(key):
+                if not cancel_matches(subscription, rule, subscription.trigger, event, now):
+                    continue
+                try:
+                    done = self.lifecycle.cancel(
+                        subscription.run_id,
+                        f"cancelled by event {event.name} ({event.id}) via cancel_on",
+                    )
+                except KeyError:
+                    log.warning("cancel rule points at run %s, which is gone", subscription.run_id)
+                    self.ports.store.delete_subscriptions([subscription])
+                    continue
+                cancelled += int(done)
+        if cancelled:
+            log.info("event %s (%s) cancelled %d run(s)", event.id, event.name, cancelled)
+        return cancelled

@@ -1,0 +1,303 @@
+"""Run lifecycle operations shared by the handlers and the engine: start, cancel, notify.
+
+Each operation writes state first and performs its side effects (enqueue, timer,
+notifying a parent) after, and each is idempotent. A crash between the write and the
+side effects is repaired when the message that caused it is delivered again and the
+operation runs a second time.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from engine.ids import failure_run_id, run_id_for
+from engine.matching import subscription_key_for
+from engine.model import (
+    CancelSubscription,
+    ErrorInfo,
+    InvokeSpec,
+    LoadedRun,
+    ParentRef,
+    RunRecord,
+    RunStatus,
+    StepKind,
+    StepRecord,
+    StepStatus,
+    WorkMessage,
+)
+from engine.ports import Ports, RunConflict, StepConflict
+from sdk import RUN_FAILED_EVENT, Event, Workflow
+
+log = logging.getLogger("stepline.lifecycle")
+
+CANCELLED_ERROR_TYPE = "Cancelled"
+
+
+class Lifecycle:
+    def __init__(self, ports: Ports) -> None:
+        self.ports = ports
+
+    # -- starting -----------------------------------------------------------------------
+
+    def start_run(
+        self,
+        workflow: Workflow,
+        event: Event,
+        *,
+        run_id: str | None = None,
+        parent: ParentRef | None = None,
+    ) -> str:
+        """Create a QUEUED run (idempotent on its id) and enqueue its first message."""
+        now = self.ports.clock.now()
+        if event.ts is None:
+            event = event.model_copy(update={"ts": now})
+        run_id = run_id or run_id_for(workflow.id, event.id)
+        run = RunRecord(
+            run_id=run_id,
+            workflow_id=workflow.id,
+            status=RunStatus.QUEUED,
+            created_at=now,
+            updated_at=now,
+            event_id=event.id,
+            event_name=event.name,
+            event_ts=event.ts,
+            parent=parent,
+        )
+        subscriptions = self._subscriptions(workflow, run_id, event, now)
+        existing = self.ports.store.create_run(run, event, subscriptions)
+        if existing is None:
+            log.info("started run %s of %s for event %s", run_id, workflow.id, event.id)
+        if existing is None or existing.status is RunStatus.QUEUED:
+            # Also re-sent for a run that exists but never started: the first attempt
+            # may have crashed between creating it and enqueuing.
+            self.ports.queue.enqueue(WorkMessage(run_id=run_id, reason="start"))
+        return run_id
+
+    def _subscriptions(
+        self, workflow: Workflow, run_id: str, event: Event, now: datetime
+    ) -> list[CancelSubscription]:
+        subscriptions = []
+        for index, rule in enumerate(workflow.cancel_on):
+            key = subscription_key_for(workflow.id, index, rule, event)
+            if key is None:
+                log.warning(
+                    "run %s: cancel_on %r matches on %s, which the trigger event %s lacks; "
+                    "this rule can never cancel the run",
+                    run_id,
+                    rule.event,
+                    rule.match,
+                    event.id,
+                )
+                continue
+            subscriptions.append(
+                CancelSubscription(
+                    run_id=run_id,
+                    workflow_id=workflow.id,
+                    index=index,
+                    index_key=key,
+                    expires_at=now + rule.timeout if rule.timeout else None,
+                    trigger=event if rule.if_ is not None else None,
+                )
+            )
+        return subscriptions
+
+    def start_failure_handler(self, workflow: Workflow, run: RunRecord, trigger: Event) -> None:
+        handler = workflow.on_failure
+        if handler is None:
+            return
+        error = run.error or ErrorInfo(type="Error", message="unknown")
+        data = {
+            "run_id": run.run_id,
+            "workflow_id": run.workflow_id,
+            "error": {"type": error.type, "message": error.message},
+            "event": trigger.model_dump(mode="json"),
+        }
+        failure_id = failure_run_id(handler.id, run.run_id)
+        event = Event(name=RUN_FAILED_EVENT, data=data, id=failure_id)
+        self.start_run(handler, event, run_id=failure_id)
+
+    # -- resolving steps from outside the run -------------------------------------------
+
+    def resolve_step(
+        self,
+        run_id: str,
+        key: str,
+        decide: Callable[[StepRecord | None], StepRecord | None],
+        *,
+        current: StepRecord | None = None,
+    ) -> StepRecord | None:
+        """Compare-and-set a step record of another run; `decide` maps current to new.
+
+        `decide` returns None to leave the record alone. Returns the record written, or
+        None when nothing was written.
+        """
+        store = self.ports.store
+        known = current is not None
+        for _ in range(8):
+            if not known:
+                current = store.get_step(run_id, key)
+            new = decide(current)
+            if new is None:
+                return None
+            try:
+                return store.put_step(run_id, new.model_copy(update={"key": key}), expected=current)
+            except StepConflict as conflict:
+                current, known = conflict.current, True
+        raise RuntimeError(f"step {key} of run {run_id} kept changing; giving up this attempt")
+
+    def wake(self, run_id: str, reason: str) -> None:
+        """Tell a run something it waits for has happened (version bump + message)."""
+        if self.ports.store.poke(run_id):
+            self.ports.queue.enqueue(WorkMessage(run_id=run_id, reason=reason))  # type: ignore[arg-type]
+
+    def notify_parent(self, child: RunRecord) -> None:
+        """Settle the parent's `invoke` step with a finished child's outcome, and wake it."""
+        parent = child.parent
+        if parent is None:
+            return
+        now = self.ports.clock.now()
+        if child.status is RunStatus.COMPLETED:
+            outcome: dict[str, object] = {"status": StepStatus.COMPLETED, "output": child.output}
+        else:
+            error = child.error or ErrorInfo(type="Error", message="child run failed")
+            outcome = {
+                "status": StepStatus.FAILED,
+                "error": ErrorInfo(
+                    type=error.type,
+                    message=f"child run {child.run_id} ({child.workflow_id}) "
+                    f"{child.status.lower()}: {error.message}",
+                ),
+            }
+
+        def decide(current: StepRecord | None) -> StepRecord | None:
+            if current is not None and current.status is not StepStatus.WAITING:
+                return None
+            base = current or StepRecord(
+                id=parent.step_id,
+                kind=StepKind.INVOKE,
+                status=StepStatus.WAITING,
+                started_at=child.created_at,
+                invoke=InvokeSpec(workflow=child.workflow_id, child_run_id=child.run_id),
+            )
+            return base.model_copy(update={**outcome, "ended_at": now})
+
+        written = self.resolve_step(parent.run_id, parent.step_key, decide)
+        settled_by_us = written is not None
+        if not settled_by_us:
+            current = self.ports.store.get_step(parent.run_id, parent.step_key)
+            # Settled by this child earlier, perhaps by an attempt that crashed before
+            # waking the parent: wake it again (a spare wake-up is harmless).
+            settled_by_us = (
+                current is not None
+                and current.invoke is not None
+                and current.invoke.child_run_id == child.run_id
+                and current.status in (StepStatus.COMPLETED, StepStatus.FAILED)
+            )
+        if settled_by_us:
+            self.wake(parent.run_id, "child")
+
+    # -- cancelling ----------------------------------------------------------------------
+
+    def cancel(self, run_id: str, reason: str) -> bool:
+        """Cancel a run that has not finished. Returns False if it had already finished.
+
+        Raises KeyError for an unknown run id.
+        """
+        store = self.ports.store
+        for _ in range(8):
+            run = store.get_run(run_id)
+            if run is None:
+                raise KeyError(run_id)
+            if run.status.terminal:
+                if run.status is RunStatus.CANCELLED:
+                    self.clean_up_cancelled(run_id)
+                return False
+            now = self.ports.clock.now()
+            cancelled = run.model_copy(
+                update={
+                    "status": RunStatus.CANCELLED,
+                    "version": run.version + 1,
+                    "error": ErrorInfo(type=CANCELLED_ERROR_TYPE, message=reason),
+                    "ended_at": now,
+                    "updated_at": now,
+                    "lease": None,
+                    "wake_at": None,
+                }
+            )
+            try:
+                store.write_run(cancelled, expected_version=run.version)
+            except RunConflict:
+                continue
+            log.info("cancelled run %s: %s", run_id, reason)
+            if run.wake_at is not None:
+                self.ports.timers.disarm(run_id, run.wake_at)
+            self.clean_up_cancelled(run_id)
+            return True
+        raise RuntimeError(f"run {run_id} kept changing while being cancelled; try again")
+
+    def clean_up_cancelled(self, run_id: str) -> None:
+        """Withdraw a cancelled run's waits, cancel its children, tell its parent.
+
+        Idempotent; subscriptions go last so that a redelivered cancelling event can
+        still find the run if this was cut off.
+        """
+        loaded = self.ports.store.load(run_id)
+        if loaded is None or loaded.run.status is not RunStatus.CANCELLED:
+            return
+        now = self.ports.clock.now()
+        for key, step in sorted(loaded.steps.items()):
+            if step.settled:
+                if step.indexed:
+                    self._withdraw(run_id, key, step, step.status)
+                continue
+            if step.kind is StepKind.INVOKE and step.invoke is not None:
+                try:
+                    self.cancel(step.invoke.child_run_id, f"parent run {run_id} was cancelled")
+                except KeyError:
+                    pass
+            if step.status in (StepStatus.WAITING, StepStatus.SLEEPING, StepStatus.RETRYING):
+                self._withdraw(run_id, key, step, StepStatus.CANCELLED, ended_at=now)
+        self.notify_parent(loaded.run)
+        self.ports.store.delete_subscriptions(loaded.subscriptions)
+
+    def _withdraw(
+        self,
+        run_id: str,
+        key: str,
+        step: StepRecord,
+        status: StepStatus,
+        ended_at: datetime | None = None,
+    ) -> None:
+        update: dict[str, object] = {"status": status, "indexed": False}
+        if ended_at is not None:
+            update["ended_at"] = ended_at
+        try:
+            self.ports.store.put_step(run_id, step.model_copy(update=update), expected=step)
+        except StepConflict:
+            log.debug("step %s of cancelled run %s changed while withdrawing it", key, run_id)
+
+    def cancel_started_run_if_event_seen(self, loaded: LoadedRun, workflow: Workflow) -> bool:
+        """At a run's first invocation: did a cancelling event arrive before it started?
+
+        Cancel rules are registered when the run is created, but a cancelling event may
+        be handled a moment before that. The event log closes the gap.
+        """
+        from engine.matching import cancel_matches
+
+        if not loaded.subscriptions:
+            return False
+        run = loaded.run
+        now = self.ports.clock.now()
+        since = run.event_ts or run.created_at
+        for subscription in loaded.subscriptions:
+            rule = workflow.cancel_on[subscription.index]
+            for event in self.ports.events.events_since(rule.event, since, now=now):
+                if event.id == run.event_id:
+                    continue
+                if cancel_matches(subscription, rule, loaded.event, event, now):
+                    return self.cancel(
+                        run.run_id, f"cancelled by event {event.name} ({event.id}) via cancel_on"
+                    )
+        return False

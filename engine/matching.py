@@ -1,0 +1,96 @@
+"""Does an event satisfy a trigger, a wait or a cancel rule? Pure functions.
+
+Index keys already narrow candidates to equal match values; these checks add the `if_`
+expression, time windows and exclusions, and re-check the key so that a stale or
+colliding index entry can never resolve the wrong run.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from datetime import datetime
+
+from engine.ids import subscription_key, waiter_key
+from engine.model import CancelSubscription, WaitSpec
+from sdk import CancelOn, Event, Trigger
+from sdk._expression import MISSING, Expression, ExpressionError, lookup
+
+log = logging.getLogger("stepline.matching")
+
+
+@functools.lru_cache(maxsize=512)
+def compiled(source: str) -> Expression:
+    return Expression(source, what="expression")
+
+
+def _holds(expression: Expression, *, event: Event, incoming: Event | None, what: str) -> bool:
+    try:
+        return expression.evaluate(event=event, incoming=incoming)
+    except ExpressionError as error:
+        log.warning(
+            "%s: expression could not be evaluated on event %s (%s); treating it as no match: %s",
+            what,
+            (incoming or event).id,
+            (incoming or event).name,
+            error,
+        )
+        return False
+
+
+def trigger_matches(trigger: Trigger, event: Event) -> bool:
+    if trigger.event != event.name:
+        return False
+    if trigger.if_ is None:
+        return True
+    return _holds(trigger.if_, event=event, incoming=None, what=f"trigger {trigger.event!r}")
+
+
+def wait_matches(spec: WaitSpec, incoming: Event, trigger: Event | None = None) -> bool:
+    """Does `incoming` resolve the wait? `trigger` is the run's trigger, if at hand."""
+    if incoming.name != spec.event or incoming.id in spec.exclude:
+        return False
+    if incoming.ts is not None and incoming.ts < spec.since:
+        return False
+    if spec.match is not None:
+        value = lookup(incoming, spec.match)
+        if value is MISSING or waiter_key(spec.event, spec.match, value) != spec.index_key:
+            return False
+    if spec.if_ is None:
+        return True
+    context = spec.trigger or trigger
+    if context is None:
+        return False
+    return _holds(
+        compiled(spec.if_), event=context, incoming=incoming, what=f"wait for {spec.event!r}"
+    )
+
+
+def subscription_key_for(
+    workflow_id: str, rule_index: int, rule: CancelOn, event: Event
+) -> str | None:
+    """The index key under which `event` (trigger or canceller) files for a cancel rule."""
+    if rule.match is None:
+        return subscription_key(workflow_id, rule_index, None)
+    value = lookup(event, rule.match)
+    return None if value is MISSING else subscription_key(workflow_id, rule_index, value)
+
+
+def cancel_matches(
+    subscription: CancelSubscription,
+    rule: CancelOn,
+    trigger: Event | None,
+    incoming: Event,
+    now: datetime,
+) -> bool:
+    if subscription.expires_at is not None and subscription.expires_at <= now:
+        return False
+    key = subscription_key_for(subscription.workflow_id, subscription.index, rule, incoming)
+    if key != subscription.index_key:
+        return False
+    if rule.if_ is None:
+        return True
+    context = subscription.trigger or trigger
+    if context is None:
+        return False
+    return _holds(rule.if_, event=context, incoming=incoming, what=f"cancel_on {rule.event!r}")

@@ -1,0 +1,169 @@
+"""The engine's ports: what it needs from the outside world, as Protocols.
+
+Real adapters live in `infra/` (DynamoDB, SQS, EventBridge Scheduler, EventBridge);
+in-memory fakes for unit tests of the pure engine live in `engine/testing.py`.
+
+Error contract: adapters raise only the exceptions defined here. A lost compare-and-set
+is a `RunConflict` or `StepConflict` carrying what is stored now; anything the adapter
+could not do after its own retries is a `TransientError`, which makes the engine give
+the message back to the queue for a later attempt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from engine.model import (
+    CancelSubscription,
+    LoadedRun,
+    RunRecord,
+    RunStatus,
+    StepRecord,
+    WorkMessage,
+)
+from sdk import Event
+
+
+class TransientError(Exception):
+    """An infrastructure call failed after retries; the message should be retried later."""
+
+
+class PayloadTooLarge(Exception):
+    """A record is over the store's item size limit."""
+
+
+class RunConflict(Exception):
+    """The run item changed since it was read (its version differs), or does not exist."""
+
+    def __init__(self, current: RunRecord | None) -> None:
+        super().__init__("run changed concurrently")
+        self.current = current
+
+
+class StepConflict(Exception):
+    """A step record changed since it was read, or already exists."""
+
+    def __init__(self, current: StepRecord | None) -> None:
+        super().__init__("step record changed concurrently")
+        self.current = current
+
+
+class Clock(Protocol):
+    """The only source of time and randomness for the engine and the SDK."""
+
+    def now(self) -> datetime:
+        """The current time, timezone-aware in UTC."""
+        ...
+
+    def random(self) -> float:
+        """A random float in [0, 1) (retry jitter)."""
+        ...
+
+
+class RunStore(Protocol):
+    def load(self, run_id: str) -> LoadedRun | None:
+        """The run, its trigger event, steps and subscriptions (strongly consistent)."""
+        ...
+
+    def get_run(self, run_id: str) -> RunRecord | None: ...
+
+    def create_run(
+        self, run: RunRecord, event: Event, subscriptions: Sequence[CancelSubscription]
+    ) -> RunRecord | None:
+        """Create the run if absent. Returns None if created, else the existing run."""
+        ...
+
+    def write_run(self, run: RunRecord, *, expected_version: int) -> None:
+        """Replace the run item if its version is `expected_version`, else RunConflict."""
+        ...
+
+    def poke(self, run_id: str) -> bool:
+        """Mark a non-terminal run due now (wake_at=EPOCH, version+1). False if terminal or absent."""
+        ...
+
+    def put_step(
+        self, run_id: str, record: StepRecord, *, expected: StepRecord | None
+    ) -> StepRecord:
+        """Write a step record if the stored one is `expected` (None: absent), else StepConflict.
+
+        Returns the record as stored (with `raw` set for the next compare-and-set).
+        """
+        ...
+
+    def get_step(self, run_id: str, key: str) -> StepRecord | None: ...
+
+    def delete_subscriptions(self, subscriptions: Sequence[CancelSubscription]) -> None: ...
+
+    def list_runs(
+        self,
+        *,
+        workflow_id: str | None = None,
+        status: RunStatus | None = None,
+        limit: int = 50,
+    ) -> list[RunRecord]:
+        """Most recent runs first."""
+        ...
+
+
+class MatchIndex(Protocol):
+    """Finds the waits and cancel rules an event may satisfy, by exact index key."""
+
+    def find_waiters(self, index_key: str) -> list[tuple[str, StepRecord]]:
+        """(run_id, step record) of the steps waiting on this key."""
+        ...
+
+    def find_subscriptions(self, index_key: str) -> list[CancelSubscription]: ...
+
+    def add_wait_path(self, event_name: str, match_path: str | None) -> None:
+        """Remember that some wait on `event_name` matches on `match_path`."""
+        ...
+
+    def wait_paths(self, event_name: str) -> set[str | None]:
+        """Every match path (None: no match path) some wait on `event_name` has used."""
+        ...
+
+
+class EventLog(Protocol):
+    """Recently received events, kept for a lookback window so no wait misses one."""
+
+    def record_event(self, event: Event, *, expires_at: datetime) -> None: ...
+
+    def events_since(self, event_name: str, since: datetime, *, now: datetime) -> list[Event]:
+        """Unexpired events of this name with `ts >= since`, oldest first."""
+        ...
+
+
+class WorkQueue(Protocol):
+    def enqueue(self, message: WorkMessage, *, delay_seconds: int = 0) -> None: ...
+
+
+class Timers(Protocol):
+    """Durable wake-ups: at `at`, a WorkMessage(reason="timer", at=at) reaches the run."""
+
+    def arm(self, run_id: str, at: datetime) -> None: ...
+
+    def disarm(self, run_id: str, at: datetime) -> None:
+        """Best effort: forget a wake-up that is no longer needed."""
+        ...
+
+
+class EventBus(Protocol):
+    def publish(self, events: Sequence[Event]) -> list[str]:
+        """Put events on the bus; returns their ids in order."""
+        ...
+
+
+@dataclass(frozen=True)
+class Ports:
+    """Everything the engine talks to. One DynamoDB adapter usually plays the first three."""
+
+    store: RunStore
+    index: MatchIndex
+    events: EventLog
+    queue: WorkQueue
+    timers: Timers
+    bus: EventBus
+    clock: Clock

@@ -1,0 +1,285 @@
+"""The engine: advance the run a work-queue message names.
+
+Every message is an idempotent "look at this run". `Runner.handle`:
+
+1. loads the run and its history (one strongly consistent Query);
+2. admits the message or drops it: a finished run, a run another delivery is
+   advancing (its lease), or a sleeping run whose wake-up is not due are left alone.
+   A timer that fires early is re-armed for the rest of the delay, and the redelivery
+   of the message behind the run's latest transition re-does that transition's side
+   effects (arm the timer, notify the parent), which a crash may have cut off;
+3. claims the run (RUNNING, version+1, lease owned by this delivery);
+4. replays the workflow (`Interpreter`) and applies its outcome with one conditional
+   write of the run item, then performs the side effects (timer, continue message,
+   parent notification, on_failure run).
+
+If the run item changed while the workflow ran (an event resolved a wait, a child
+finished), the write conflicts; the runner reloads and replays again, so the new
+information is never lost. If the run was cancelled meanwhile it stops.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+from engine.codec import to_stored_json
+from engine.errors import StepOutputError
+from engine.interpreter import (
+    Abandoned,
+    Completed,
+    Failed,
+    Interpreter,
+    Outcome,
+    Suspended,
+)
+from engine.lifecycle import Lifecycle
+from engine.logcontext import bind, log_context
+from engine.model import (
+    Delivery,
+    ErrorInfo,
+    Lease,
+    LoadedRun,
+    RunRecord,
+    RunStatus,
+    WorkMessage,
+)
+from engine.ports import Ports, RunConflict
+from engine.settings import EngineSettings
+from sdk import App
+
+log = logging.getLogger("stepline.engine")
+
+
+class Admission(Enum):
+    RUN = "run"
+    DROP = "drop"
+    REDO = "redo"
+    REARM = "rearm"
+
+
+class Runner:
+    def __init__(self, app: App, ports: Ports, settings: EngineSettings | None = None) -> None:
+        self.app = app
+        self.ports = ports
+        self.settings = settings or EngineSettings()
+        self.lifecycle = Lifecycle(ports)
+
+    def handle(
+        self,
+        message: WorkMessage,
+        delivery: Delivery,
+        remaining_time: Callable[[], float],
+    ) -> None:
+        token = log_context.set({"run_id": message.run_id})
+        try:
+            self._handle(message, delivery, remaining_time)
+        finally:
+            log_context.reset(token)
+
+    def _handle(
+        self, message: WorkMessage, delivery: Delivery, remaining_time: Callable[[], float]
+    ) -> None:
+        loaded = self.ports.store.load(message.run_id)
+        if loaded is None:
+            log.error(
+                "work message %s (%s) names run %s, which does not exist: it was deleted or "
+                "never created. Dropping the message.",
+                delivery.message_id,
+                message.reason,
+                message.run_id,
+            )
+            return
+        run = loaded.run
+        bind(function_id=run.workflow_id)
+        now = self.ports.clock.now()
+        admission = self._admit(run, message, delivery, now)
+        if admission is Admission.DROP:
+            log.debug("run %s is %s; nothing to do for %s", run.run_id, run.status, message.reason)
+            return
+        if admission is Admission.REARM:
+            assert run.wake_at is not None
+            log.info("timer for run %s fired early; re-arming for %s", run.run_id, run.wake_at)
+            self.ports.timers.arm(run.run_id, run.wake_at)
+            return
+        if admission is Admission.REDO:
+            log.info(
+                "redelivery for run %s: re-doing the side effects of %s", run.run_id, run.status
+            )
+            self._side_effects(loaded)
+            return
+        workflow = self.app.get(run.workflow_id)
+        first_invocation = run.status is RunStatus.QUEUED and not loaded.steps
+        if (
+            workflow is not None
+            and first_invocation
+            and self.lifecycle.cancel_started_run_if_event_seen(loaded, workflow)
+        ):
+            return
+        claimed = run.model_copy(
+            update={
+                "status": RunStatus.RUNNING,
+                "version": run.version + 1,
+                "updated_at": now,
+                "lease": Lease(
+                    message_id=delivery.message_id,
+                    receive_count=delivery.receive_count,
+                    expires_at=now + self.settings.lease_duration,
+                ),
+                "last_message_id": delivery.message_id,
+            }
+        )
+        try:
+            self.ports.store.write_run(claimed, expected_version=run.version)
+        except RunConflict:
+            log.debug("run %s changed before it could be claimed; leaving it", run.run_id)
+            return
+        loaded.run = claimed
+        self._advance(loaded, delivery, remaining_time)
+
+    def _admit(
+        self, run: RunRecord, message: WorkMessage, delivery: Delivery, now: datetime
+    ) -> Admission:
+        redelivered_transition = (
+            delivery.is_redelivery and run.last_message_id == delivery.message_id
+        )
+        if run.status.terminal:
+            return Admission.REDO if redelivered_transition else Admission.DROP
+        if run.status is RunStatus.RUNNING:
+            lease = run.lease
+            if lease is None or lease.expires_at <= now:
+                return Admission.RUN
+            if (
+                lease.message_id == delivery.message_id
+                and delivery.receive_count > lease.receive_count
+            ):
+                # SQS gave our own message back: the delivery holding the lease is gone.
+                return Admission.RUN
+            return Admission.DROP
+        if run.status is RunStatus.QUEUED:
+            return Admission.RUN
+        if run.wake_at is not None and run.wake_at <= now:
+            return Admission.RUN
+        if redelivered_transition:
+            return Admission.REDO
+        if message.reason == "timer" and message.at is not None and message.at == run.wake_at:
+            return Admission.REARM
+        return Admission.DROP
+
+    def _advance(
+        self, loaded: LoadedRun, delivery: Delivery, remaining_time: Callable[[], float]
+    ) -> None:
+        for _ in range(self.settings.max_reloads):
+            outcome = self._execute(loaded, remaining_time)
+            if isinstance(outcome, Abandoned):
+                log.info("run %s: %s; stopping this invocation", loaded.run.run_id, outcome.reason)
+                return
+            try:
+                self._apply(loaded, outcome)
+                return
+            except RunConflict as conflict:
+                current = conflict.current
+                if current is None:
+                    return
+                if current.status is RunStatus.CANCELLED:
+                    log.info("run %s was cancelled while it ran", current.run_id)
+                    self.lifecycle.clean_up_cancelled(current.run_id)
+                    return
+                lease = current.lease
+                if (
+                    current.status.terminal
+                    or lease is None
+                    or lease.message_id != delivery.message_id
+                ):
+                    return
+                log.debug(
+                    "run %s changed while it ran (an event or child); replaying", current.run_id
+                )
+                reloaded = self.ports.store.load(current.run_id)
+                if reloaded is None:
+                    return
+                loaded = reloaded
+        log.warning(
+            "run %s kept changing during this invocation; leaving it for the next message",
+            loaded.run.run_id,
+        )
+
+    def _execute(self, loaded: LoadedRun, remaining_time: Callable[[], float]) -> Outcome:
+        run = loaded.run
+        workflow = self.app.get(run.workflow_id)
+        if workflow is None:
+            return Failed(
+                ErrorInfo(
+                    type="UnknownWorkflowError",
+                    message=f"run {run.run_id} belongs to workflow {run.workflow_id!r}, which "
+                    f"app {self.app.name!r} does not define. Deploy code that defines it, or "
+                    "cancel the run.",
+                )
+            )
+        return Interpreter(
+            app=self.app,
+            workflow=workflow,
+            loaded=loaded,
+            ports=self.ports,
+            lifecycle=self.lifecycle,
+            settings=self.settings,
+            remaining_time=remaining_time,
+        ).execute()
+
+    def _apply(self, loaded: LoadedRun, outcome: Outcome) -> None:
+        run = loaded.run
+        now = self.ports.clock.now()
+        update: dict[str, Any] = {
+            "version": run.version + 1,
+            "updated_at": now,
+            "lease": None,
+            "wake_at": None,
+        }
+        if isinstance(outcome, Completed):
+            try:
+                output = self._encode_output(outcome.output)
+                update.update(status=RunStatus.COMPLETED, output=output, ended_at=now)
+            except StepOutputError as error:
+                outcome = Failed(ErrorInfo.from_exception(error, with_traceback=False))
+        if isinstance(outcome, Failed):
+            update.update(status=RunStatus.FAILED, error=outcome.error, ended_at=now)
+        elif isinstance(outcome, Suspended):
+            if any(pending.kind == "continue" for pending in outcome.pending):
+                update.update(status=RunStatus.QUEUED)
+            else:
+                wakes = [p.wake_at for p in outcome.pending if p.wake_at is not None]
+                waiting = any(p.waiting for p in outcome.pending)
+                update.update(
+                    status=RunStatus.WAITING if waiting else RunStatus.SLEEPING,
+                    wake_at=min(wakes) if wakes else None,
+                )
+        new = run.model_copy(update=update)
+        self.ports.store.write_run(new, expected_version=run.version)
+        loaded.run = new
+        if new.status is RunStatus.FAILED:
+            log.warning("run %s failed: %s", run.run_id, new.error)
+        else:
+            log.info("run %s is %s", run.run_id, new.status)
+        self._side_effects(loaded)
+
+    def _encode_output(self, output: Any) -> Any:
+        return to_stored_json("the workflow", output, max_bytes=self.settings.max_output_bytes)
+
+    def _side_effects(self, loaded: LoadedRun) -> None:
+        """What must follow the run's latest transition; safe to repeat."""
+        run = loaded.run
+        if run.status is RunStatus.QUEUED:
+            self.ports.queue.enqueue(WorkMessage(run_id=run.run_id, reason="continue"))
+        elif run.status in (RunStatus.SLEEPING, RunStatus.WAITING):
+            if run.wake_at is not None:
+                self.ports.timers.arm(run.run_id, run.wake_at)
+        elif run.status.terminal:
+            self.ports.store.delete_subscriptions(loaded.subscriptions)
+            if run.parent is not None:
+                self.lifecycle.notify_parent(run)
+            workflow = self.app.get(run.workflow_id)
+            if run.status is RunStatus.FAILED and workflow is not None:
+                self.lifecycle.start_failure_handler(workflow, run, loaded.event)

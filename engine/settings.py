@@ -1,0 +1,27 @@
+"""Tunables of the engine, with the defaults a Lambda deployment uses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+# DynamoDB items hold 400 KB (moto enforces ~405,000 bytes). A step record is its output
+# plus a few hundred bytes of bookkeeping, so outputs stop well short of the limit.
+MAX_OUTPUT_BYTES = 350_000
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    # Suspend and re-enqueue when less than this much of the invocation remains, so a
+    # run leaves the Lambda before its timeout instead of being killed mid-step.
+    suspend_margin: timedelta = timedelta(seconds=30)
+    # How long a RUNNING lease lasts; at least the engine Lambda's timeout.
+    lease_duration: timedelta = timedelta(minutes=15)
+    # How far back a new wait (or a new run's cancel_on) looks for events that arrived
+    # before it was registered; also how long the event log keeps events.
+    lookback: timedelta = timedelta(hours=24)
+    max_output_bytes: int = MAX_OUTPUT_BYTES
+    # Threads a sync `parallel` uses at most; more branches queue for a thread.
+    max_parallel_threads: int = 16
+    # How often one invocation may re-replay after a concurrent change to its run.
+    max_reloads: int = 8

@@ -1,0 +1,136 @@
+"""Read-only views of runs and steps: what LocalRuntime, the CLI and tests show users."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from engine.model import AttemptFailure, ErrorInfo, LoadedRun, RunRecord, StepRecord
+from sdk import Event
+
+
+@dataclass(frozen=True)
+class RunView:
+    run_id: str
+    workflow_id: str
+    status: str
+    output: Any
+    error: ErrorInfo | None
+    event_name: str
+    event_id: str
+    created_at: datetime
+    updated_at: datetime
+    ended_at: datetime | None
+    wake_at: datetime | None
+    parent_run_id: str | None
+    event: Event | None = None
+
+    @classmethod
+    def of(cls, run: RunRecord, event: Event | None = None) -> RunView:
+        return cls(
+            run_id=run.run_id,
+            workflow_id=run.workflow_id,
+            status=run.status.value,
+            output=run.output,
+            error=run.error,
+            event_name=run.event_name,
+            event_id=run.event_id,
+            created_at=run.created_at,
+            updated_at=run.updated_at,
+            ended_at=run.ended_at,
+            wake_at=run.wake_at,
+            parent_run_id=run.parent.run_id if run.parent else None,
+            event=event,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "workflow_id": self.workflow_id,
+            "status": self.status,
+            "output": self.output,
+            "error": self.error.model_dump(exclude_none=True) if self.error else None,
+            "event": {"name": self.event_name, "id": self.event_id},
+            "created_at": _iso(self.created_at),
+            "updated_at": _iso(self.updated_at),
+            "ended_at": _iso(self.ended_at),
+            "wake_at": _iso(self.wake_at),
+            "parent_run_id": self.parent_run_id,
+        }
+
+
+@dataclass(frozen=True)
+class StepView:
+    """One step of a run's audit trail."""
+
+    id: str
+    kind: str
+    status: str
+    attempts: int
+    output: Any
+    error: ErrorInfo | None
+    started_at: datetime | None
+    ended_at: datetime | None
+    position: str = ""
+    wake_at: datetime | None = None
+    failures: tuple[AttemptFailure, ...] = ()
+    detail: str = ""
+
+    @classmethod
+    def of(cls, record: StepRecord) -> StepView:
+        detail = ""
+        if record.wait is not None:
+            detail = f"event {record.wait.event}"
+            if record.wait.match:
+                detail += f" where {record.wait.match} matches"
+            if record.wait.if_:
+                detail += f" if {record.wait.if_}"
+        elif record.invoke is not None:
+            detail = f"child {record.invoke.workflow} run {record.invoke.child_run_id}"
+        return cls(
+            id=record.id,
+            kind=record.kind.value,
+            status=record.status.value,
+            attempts=record.attempts,
+            output=record.output,
+            error=record.error,
+            started_at=record.started_at,
+            ended_at=record.ended_at,
+            position=record.key,
+            wake_at=record.wake_at,
+            failures=record.failures,
+            detail=detail,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "status": self.status,
+            "attempts": self.attempts,
+            "output": self.output,
+            "error": self.error.model_dump(exclude_none=True) if self.error else None,
+            "started_at": _iso(self.started_at),
+            "ended_at": _iso(self.ended_at),
+            "position": self.position,
+            "wake_at": _iso(self.wake_at),
+            "detail": self.detail,
+            "failed_attempts": [
+                {
+                    "attempt": failure.attempt,
+                    "error": str(failure.error),
+                    "started_at": _iso(failure.started_at),
+                    "ended_at": _iso(failure.ended_at),
+                }
+                for failure in self.failures
+            ],
+        }
+
+
+def history_of(loaded: LoadedRun) -> list[StepView]:
+    return [StepView.of(loaded.steps[key]) for key in sorted(loaded.steps)]
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None

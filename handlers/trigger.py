@@ -1,0 +1,18 @@
+"""Lambda entry point fed by the trigger queue: starts the runs an event triggers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from handlers._shared import default_services, process_batch
+from infra.eventbridge import decode_envelope
+from infra.wiring import Services
+
+
+def handler(
+    event: dict[str, Any], context: Any, services: Services | None = None
+) -> dict[str, Any]:
+    svc = services or default_services()
+    return process_batch(
+        event, context, "trigger", lambda record: svc.router.trigger(decode_envelope(record.body))
+    )

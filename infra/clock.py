@@ -1,0 +1,14 @@
+"""The wall clock, behind the Clock port (only infra/ and handlers/ may read it)."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def random(self) -> float:
+        return random.random()

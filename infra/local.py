@@ -1,0 +1,431 @@
+"""LocalRuntime: the whole of Stepline on embedded moto, with a virtual clock.
+
+    from infra.local import LocalRuntime
+    with LocalRuntime(app) as rt:
+        [run_id] = rt.send(Event(name="user/signup", data={"userId": "u1"}))
+        rt.advance(timedelta(hours=25))
+        rt.run(run_id).status, rt.history(run_id)
+
+It creates the same resources a deployment has (table, queues with DLQs, EventBridge
+rules, schedule group) inside `moto.mock_aws`, and drives the real Lambda handlers with
+Lambda-shaped SQS events, as the event source mappings would on AWS. Nothing is
+shortcut: `send` puts the event on moto's EventBridge bus, whose rules deliver it to the
+trigger, waits and cancel queues.
+
+Time is virtual. The process clock is frozen at the virtual time (time-machine), so
+moto's SQS delays and the engine agree about "now"; `advance` moves it forward from
+one due timer to the next, firing each and draining the queues before moving on. A
+week of sleeps takes milliseconds. moto never fires EventBridge Scheduler schedules, so
+the runtime finds the due ones, sends their input to the work queue and deletes them,
+as Scheduler would.
+
+A message a handler fails goes back on its queue at once (rather than after the
+visibility timeout), so redelivery and the dead-letter queue behave as on AWS, only
+sooner. This module imports the handlers, which is the one place infra/ depends on the
+layer above it: it plays the part of the Lambda service.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from engine.clock import ManualClock
+from engine.ids import run_id_for
+from engine.model import RunStatus
+from engine.ports import Ports, Timers
+from engine.views import RunView, StepView, history_of
+from infra.eventbridge import EventBridgeBus
+from infra.resources import create_resources
+from infra.settings import Settings
+from infra.wiring import Clients, build_services
+from sdk import App, Event
+
+REGION = "us-east-1"
+_SCHEDULE_AT = "%Y-%m-%dT%H:%M:%S"
+
+
+class LocalRuntimeError(RuntimeError):
+    pass
+
+
+class _TimerLedger:
+    """Wraps the real timers and notes when each wake-up will fire, so that `advance`
+    knows which instants to stop at (SQS gives no way to peek at delayed messages)."""
+
+    def __init__(self, inner: Timers, clock: ManualClock) -> None:
+        self._inner = inner
+        self._clock = clock
+        self._due: list[datetime] = []
+        self._lock = threading.Lock()
+
+    def arm(self, run_id: str, at: datetime) -> None:
+        now = self._clock.now()
+        # When it will actually fire: SQS delays and Scheduler times are whole seconds.
+        by_delay = now + timedelta(seconds=max(0, math.ceil((at - now).total_seconds())))
+        whole_second = at.replace(microsecond=0) + timedelta(seconds=1 if at.microsecond else 0)
+        fires = max(by_delay, whole_second)
+        with self._lock:
+            heapq.heappush(self._due, fires)
+        self._inner.arm(run_id, at)
+
+    def disarm(self, run_id: str, at: datetime) -> None:
+        self._inner.disarm(run_id, at)
+
+    def next_after(self, now: datetime) -> datetime | None:
+        with self._lock:
+            while self._due and self._due[0] <= now:
+                heapq.heappop(self._due)
+            return self._due[0] if self._due else None
+
+
+@dataclass
+class _FakeLambdaContext:
+    function_name: str
+    timeout: timedelta
+    started: float
+    aws_request_id: str = "local"
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:local"
+
+    def get_remaining_time_in_millis(self) -> int:
+        elapsed = time.monotonic() - self.started
+        return max(0, int((self.timeout.total_seconds() - elapsed) * 1000))
+
+
+class LocalRuntime:
+    """Stepline on embedded moto with virtual time; see the module docstring."""
+
+    def __init__(
+        self,
+        app: App,
+        *,
+        start: datetime | None = None,
+        seed: int = 0,
+        prefix: str = "stepline",
+        lambda_timeout: timedelta = timedelta(minutes=15),
+        settings: dict[str, Any] | None = None,
+        ports_hook: Callable[[Ports], Ports] | None = None,
+        max_batches: int = 20_000,
+    ) -> None:
+        self.app = app
+        self._start = start
+        self._seed = seed
+        self._prefix = prefix
+        self._lambda_timeout = lambda_timeout
+        self._settings_overrides = settings or {}
+        self._ports_hook = ports_hook
+        self._max_batches = max_batches
+        self._entered = False
+        #: How many SQS messages each handler has been given, by queue role.
+        self.deliveries: dict[str, int] = {"trigger": 0, "waits": 0, "cancel": 0, "work": 0}
+        #: Batches in which a handler raised instead of reporting item failures.
+        self.crashed_batches = 0
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def __enter__(self) -> LocalRuntime:
+        try:
+            import time_machine
+            from moto import mock_aws
+        except ImportError as error:
+            raise LocalRuntimeError(
+                f"LocalRuntime needs moto and time-machine ({error}); "
+                "install them with: pip install 'stepline[local]'"
+            ) from None
+        import boto3
+
+        start = self._start or datetime.now(UTC)
+        if start.tzinfo is None:
+            start = start.replace(tzinfo=UTC)
+        self._mock = mock_aws()
+        self._mock.start()
+        try:
+            self._travel = time_machine.travel(start, tick=False)
+            self._coordinates = self._travel.start()
+            self.clock = ManualClock(start, seed=self._seed)
+            session = boto3.session.Session(
+                region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing"
+            )
+            self.clients = Clients(Settings(region=REGION), session)
+            created = create_resources(self.clients, self._prefix)
+            self.queue_urls = created.queue_urls
+            self.dlq_urls = created.dlq_urls
+            self.settings = created.settings.model_copy(
+                update={"region": REGION, **self._settings_overrides}
+            )
+            self._queue_arns = {
+                self.clients.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])[
+                    "Attributes"
+                ]["QueueArn"]: url
+                for url in self.queue_urls.values()
+            }
+            self.services = build_services(
+                self.app,
+                self.settings,
+                clock=self.clock,
+                clients=Clients(self.settings, session),
+                ports_hook=self._wrap_ports,
+            )
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        self._entered = True
+        return self
+
+    def _wrap_ports(self, ports: Ports) -> Ports:
+        from dataclasses import replace
+
+        self._ledger = _TimerLedger(ports.timers, self.clock)
+        ports = replace(ports, timers=self._ledger)
+        return self._ports_hook(ports) if self._ports_hook else ports
+
+    def __exit__(self, *exc_info: object) -> None:
+        if getattr(self, "_travel", None) is not None:
+            self._travel.stop()
+            self._travel = None
+        if getattr(self, "_mock", None) is not None:
+            self._mock.stop()
+            self._mock = None
+        self._entered = False
+
+    def _require(self) -> None:
+        if not self._entered:
+            raise LocalRuntimeError(
+                "use LocalRuntime as a context manager: with LocalRuntime(app) as rt:"
+            )
+
+    # -- time ----------------------------------------------------------------------------
+
+    def now(self) -> datetime:
+        """The virtual time."""
+        return self.clock.now()
+
+    def _set_time(self, instant: datetime) -> None:
+        if instant <= self.clock.now():
+            return
+        self.clock.set(instant)
+        self._coordinates.move_to(instant)
+
+    def advance(self, delta: timedelta | str) -> None:
+        """Move virtual time forward, firing every timer that falls due on the way."""
+        from sdk import parse_duration
+
+        self._require()
+        target = self.clock.now() + parse_duration(delta, what="advance")
+        self.drain()
+        while True:
+            due = self._ledger.next_after(self.clock.now())
+            if due is None or due > target:
+                break
+            self._set_time(due)
+            self.drain()
+        self._set_time(target)
+        self.drain()
+
+    # -- events --------------------------------------------------------------------------
+
+    def send(self, event: Event, *, source: str = "local") -> list[str]:
+        """Put an event on the bus, process everything until idle; returns the runs it started."""
+        self._require()
+        bus = EventBridgeBus(self.clients.events, bus=self.settings.event_bus, source=source)
+        [event_id] = bus.publish([event])
+        sent = event.model_copy(update={"id": event_id, "ts": event.ts or self.clock.now()})
+        self.drain()
+        started = []
+        for workflow_id in self.services.router.matching_workflows(sent):
+            run_id = run_id_for(workflow_id, sent.id)
+            if self.services.store.get_run(run_id) is not None:
+                started.append(run_id)
+        return started
+
+    # -- runs ----------------------------------------------------------------------------
+
+    def run(self, run_id: str) -> RunView:
+        self._require()
+        loaded = self.services.store.load(run_id)
+        if loaded is None:
+            raise KeyError(f"no run {run_id!r}")
+        return RunView.of(loaded.run, loaded.event)
+
+    def history(self, run_id: str) -> list[StepView]:
+        self._require()
+        loaded = self.services.store.load(run_id)
+        if loaded is None:
+            raise KeyError(f"no run {run_id!r}")
+        return history_of(loaded)
+
+    def runs(
+        self, *, workflow: str | None = None, status: str | None = None, limit: int = 100
+    ) -> list[RunView]:
+        self._require()
+        records = self.services.store.list_runs(
+            workflow_id=workflow,
+            status=RunStatus(status) if status else None,
+            limit=limit,
+            now=self.clock.now(),
+        )
+        return [RunView.of(record) for record in records]
+
+    def cancel(self, run_id: str, reason: str = "cancelled by user") -> bool:
+        """Cancel a run; False if it had already finished. Processes until idle."""
+        self._require()
+        cancelled = self.services.lifecycle.cancel(run_id, reason)
+        self.drain()
+        return cancelled
+
+    def dead_letters(self, role: str = "work") -> list[dict[str, Any]]:
+        """Messages that reached a queue's dead-letter queue (they stay there)."""
+        self._require()
+        response = self.clients.sqs.receive_message(
+            QueueUrl=self.dlq_urls[role], MaxNumberOfMessages=10, VisibilityTimeout=0
+        )
+        return [
+            json.loads(m["Body"]) if _is_json(m["Body"]) else m["Body"]
+            for m in response.get("Messages", [])
+        ]
+
+    # -- the pump ------------------------------------------------------------------------
+
+    def drain(self) -> int:
+        """Deliver queued messages to the handlers and fire due schedules until idle."""
+        self._require()
+        from handlers import cancel, engine, trigger, waits
+
+        handlers: dict[str, Callable[..., dict[str, Any]]] = {
+            "trigger": trigger.handler,
+            "waits": waits.handler,
+            "cancel": cancel.handler,
+            "work": engine.handler,
+        }
+        batches = 0
+        while True:
+            progressed = False
+            for role, handler in handlers.items():
+                while self._deliver_batch(role, handler):
+                    progressed = True
+                    batches += 1
+                    if batches > self._max_batches:
+                        raise LocalRuntimeError(
+                            f"queues were still busy after {self._max_batches} batches; a "
+                            "run may be looping (check rt.runs() and rt.history())"
+                        )
+            if self._fire_due_schedules():
+                progressed = True
+            if not progressed:
+                return batches
+
+    def _deliver_batch(self, role: str, handler: Callable[..., dict[str, Any]]) -> bool:
+        sqs = self.clients.sqs
+        url = self.queue_urls[role]
+        messages = sqs.receive_message(
+            QueueUrl=url,
+            MaxNumberOfMessages=10,
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+            VisibilityTimeout=300,
+            WaitTimeSeconds=0,
+        ).get("Messages", [])
+        if not messages:
+            return False
+        self.deliveries[role] += len(messages)
+        event = lambda_sqs_event(messages, queue_arn=_arn_of(self._queue_arns, url))
+        context = _FakeLambdaContext(f"stepline-{role}", self._lambda_timeout, time.monotonic())
+        try:
+            response = handler(event, context, services=self.services)
+            failed = {item["itemIdentifier"] for item in response.get("batchItemFailures", [])}
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException:
+            # The invocation died: Lambda returns every message of the batch to the queue.
+            self.crashed_batches += 1
+            failed = {message["MessageId"] for message in messages}
+        done = [m for m in messages if m["MessageId"] not in failed]
+        retry = [m for m in messages if m["MessageId"] in failed]
+        if done:
+            sqs.delete_message_batch(
+                QueueUrl=url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)
+                ],
+            )
+        if retry:
+            sqs.change_message_visibility_batch(
+                QueueUrl=url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
+                    for i, m in enumerate(retry)
+                ],
+            )
+        return True
+
+    def _fire_due_schedules(self) -> bool:
+        """Do what EventBridge Scheduler would: send due schedules' input, then delete them."""
+        scheduler = self.clients.scheduler
+        group = self.settings.schedule_group
+        fired = False
+        for summary in scheduler.list_schedules(GroupName=group).get("Schedules", []):
+            schedule = scheduler.get_schedule(Name=summary["Name"], GroupName=group)
+            expression = schedule["ScheduleExpression"]
+            if not expression.startswith("at("):
+                continue
+            due = datetime.strptime(expression[3:-1], _SCHEDULE_AT).replace(tzinfo=UTC)
+            if due > self.clock.now():
+                continue
+            target = schedule["Target"]
+            self.clients.sqs.send_message(
+                QueueUrl=self._queue_arns[target["Arn"]], MessageBody=target["Input"]
+            )
+            scheduler.delete_schedule(Name=summary["Name"], GroupName=group)
+            fired = True
+        return fired
+
+    def pending_schedules(self) -> list[str]:
+        """Names of the Scheduler schedules not yet fired (long timers)."""
+        group = self.settings.schedule_group
+        return [
+            s["Name"]
+            for s in self.clients.scheduler.list_schedules(GroupName=group).get("Schedules", [])
+        ]
+
+
+def lambda_sqs_event(messages: Iterable[dict[str, Any]], *, queue_arn: str) -> dict[str, Any]:
+    """The event Lambda's SQS event source mapping passes a handler for these messages."""
+    return {
+        "Records": [
+            {
+                "messageId": message["MessageId"],
+                "receiptHandle": message["ReceiptHandle"],
+                "body": message["Body"],
+                "attributes": message.get("Attributes", {}),
+                "messageAttributes": message.get("MessageAttributes", {}),
+                "md5OfBody": message.get("MD5OfBody", ""),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": REGION,
+            }
+            for message in messages
+        ]
+    }
+
+
+def _arn_of(arns: dict[str, str], url: str) -> str:
+    for arn, queue_url in arns.items():
+        if queue_url == url:
+            return arn
+    return ""
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True

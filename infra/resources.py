@@ -1,0 +1,155 @@
+"""The AWS resources Stepline needs, as data: one definition shared by everything.
+
+`template.yaml` declares these for real deployments; `create_resources` builds the same
+shapes on moto (LocalRuntime, `stepline dev`) or on any endpoint (`stepline worker
+--create-resources`). `tests/test_template.py` checks the two agree.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from infra.settings import Settings
+
+TABLE_KEYS = ("pk", "sk")
+WAITERS_INDEX = "waiters"
+RUNS_INDEX = "runs"
+TTL_ATTRIBUTE = "ttl"
+
+TABLE_DEFINITION: dict[str, Any] = {
+    "KeySchema": [
+        {"AttributeName": "pk", "KeyType": "HASH"},
+        {"AttributeName": "sk", "KeyType": "RANGE"},
+    ],
+    "AttributeDefinitions": [
+        {"AttributeName": name, "AttributeType": "S"}
+        for name in ("pk", "sk", "g1pk", "g1sk", "g2pk", "g2sk")
+    ],
+    "GlobalSecondaryIndexes": [
+        {
+            # Waits and cancel rules by match key; the resolver needs the whole record.
+            "IndexName": WAITERS_INDEX,
+            "KeySchema": [
+                {"AttributeName": "g1pk", "KeyType": "HASH"},
+                {"AttributeName": "g1sk", "KeyType": "RANGE"},
+            ],
+            "Projection": {"ProjectionType": "ALL"},
+        },
+        {
+            # Runs by creation month and time. Keys only: status changes then never
+            # rewrite the index, which keeps each run transition to one write unit.
+            "IndexName": RUNS_INDEX,
+            "KeySchema": [
+                {"AttributeName": "g2pk", "KeyType": "HASH"},
+                {"AttributeName": "g2sk", "KeyType": "RANGE"},
+            ],
+            "Projection": {"ProjectionType": "KEYS_ONLY"},
+        },
+    ],
+    "BillingMode": "PAY_PER_REQUEST",
+}
+
+# Consumers of each queue, and how many receives a message gets before the DLQ.
+MAX_RECEIVE_COUNT = 5
+
+
+@dataclass(frozen=True)
+class QueueNames:
+    work: str
+    trigger: str
+    waits: str
+    cancel: str
+
+    def all(self) -> dict[str, str]:
+        return {
+            "work": self.work,
+            "trigger": self.trigger,
+            "waits": self.waits,
+            "cancel": self.cancel,
+        }
+
+
+def queue_names(prefix: str) -> QueueNames:
+    return QueueNames(
+        work=f"{prefix}-work",
+        trigger=f"{prefix}-trigger",
+        waits=f"{prefix}-waits",
+        cancel=f"{prefix}-cancel",
+    )
+
+
+# Every event on the bus goes to the three event queues; handlers ignore what is not theirs.
+# (Patterns cannot list the app's event names: the template does not know them.)
+ALL_EVENTS_PATTERN = {"detail-type": [{"exists": True}]}
+EVENT_QUEUES = ("trigger", "waits", "cancel")
+
+
+@dataclass(frozen=True)
+class Created:
+    settings: Settings
+    queue_urls: dict[str, str]
+    dlq_urls: dict[str, str]
+
+
+def create_resources(clients: Any, prefix: str, *, bus: str = "default") -> Created:
+    """Create the table, queues (with DLQs), bus rules and schedule group; idempotent."""
+    dynamodb, sqs, events, scheduler = (
+        clients.dynamodb,
+        clients.sqs,
+        clients.events,
+        clients.scheduler,
+    )
+    table = prefix
+    existing = dynamodb.list_tables().get("TableNames", [])
+    if table not in existing:
+        dynamodb.create_table(TableName=table, **TABLE_DEFINITION)
+        dynamodb.update_time_to_live(
+            TableName=table,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE},
+        )
+    names = queue_names(prefix)
+    queue_urls, dlq_urls, arns = {}, {}, {}
+    for role, name in names.all().items():
+        dlq_url = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        url = sqs.create_queue(
+            QueueName=name,
+            Attributes={
+                "VisibilityTimeout": "60",
+                "RedrivePolicy": json.dumps(
+                    {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(MAX_RECEIVE_COUNT)}
+                ),
+            },
+        )["QueueUrl"]
+        queue_urls[role], dlq_urls[role] = url, dlq_url
+        arns[role] = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+    if bus != "default":
+        try:
+            events.create_event_bus(Name=bus)
+        except events.exceptions.ResourceAlreadyExistsException:
+            pass
+    for role in EVENT_QUEUES:
+        rule = f"{prefix}-{role}"
+        events.put_rule(Name=rule, EventBusName=bus, EventPattern=json.dumps(ALL_EVENTS_PATTERN))
+        events.put_targets(
+            Rule=rule, EventBusName=bus, Targets=[{"Id": f"{role}-queue", "Arn": arns[role]}]
+        )
+    try:
+        scheduler.create_schedule_group(Name=prefix)
+    except scheduler.exceptions.ConflictException:
+        pass
+    settings = Settings(
+        table=table,
+        work_queue_url=queue_urls["work"],
+        work_queue_arn=arns["work"],
+        schedule_group=prefix,
+        scheduler_role_arn=f"arn:aws:iam::123456789012:role/{prefix}-scheduler",
+        event_bus=bus,
+    )
+    return Created(settings=settings, queue_urls=queue_urls, dlq_urls=dlq_urls)

@@ -1,0 +1,224 @@
+"""Assembling the engine from settings: boto3 clients, adapters, the app.
+
+Clients are created lazily, once per process (a Lambda cold start), and only the ones a
+handler actually uses: the trigger handler never pays for a Scheduler client.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from engine.events import EventRouter
+from engine.lifecycle import Lifecycle
+from engine.ports import Clock, Ports
+from engine.runner import Runner
+from infra.clock import SystemClock
+from infra.dynamo import DynamoStore
+from infra.eventbridge import EventBridgeBus
+from infra.settings import ConfigurationError, Settings
+from infra.sqs import SqsWorkQueue
+from infra.timers import SqsSchedulerTimers
+from sdk import App
+
+# Standard mode retries throttling with backoff and jitter; a few more attempts than the
+# default ride out short bursts before the engine gives the message back to SQS.
+CLIENT_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 6},
+    connect_timeout=5,
+    read_timeout=20,
+)
+
+
+class Clients:
+    """boto3 clients, each created on first use."""
+
+    def __init__(self, settings: Settings, session: Any | None = None) -> None:
+        self._settings = settings
+        self._session = session
+
+    def _client(self, service: str) -> Any:
+        factory = self._session.client if self._session is not None else boto3.client
+        kwargs: dict[str, Any] = {"config": CLIENT_CONFIG}
+        if self._settings.region:
+            kwargs["region_name"] = self._settings.region
+        if self._settings.endpoint_url:
+            kwargs["endpoint_url"] = self._settings.endpoint_url
+        return factory(service, **kwargs)
+
+    @cached_property
+    def dynamodb(self) -> Any:
+        return self._client("dynamodb")
+
+    @cached_property
+    def sqs(self) -> Any:
+        return self._client("sqs")
+
+    @cached_property
+    def scheduler(self) -> Any:
+        return self._client("scheduler")
+
+    @cached_property
+    def events(self) -> Any:
+        return self._client("events")
+
+
+class _LazyTimers:
+    """Timers whose Scheduler client is created only when a long timer is armed."""
+
+    def __init__(self, clients: Clients, settings: Settings, clock: Clock) -> None:
+        self._clients = clients
+        self._settings = settings
+        self._clock = clock
+
+    @cached_property
+    def _timers(self) -> SqsSchedulerTimers:
+        return SqsSchedulerTimers(
+            sqs=self._clients.sqs,
+            scheduler=self._clients.scheduler,
+            queue_url=self._settings.work_queue_url,
+            queue_arn=self._settings.queue_arn,
+            group=self._settings.schedule_group,
+            role_arn=self._settings.scheduler_role_arn,
+            clock=self._clock,
+        )
+
+    def arm(self, run_id: str, at: Any) -> None:
+        self._timers.arm(run_id, at)
+
+    def disarm(self, run_id: str, at: Any) -> None:
+        self._timers.disarm(run_id, at)
+
+
+class _LazyBus:
+    def __init__(self, clients: Clients, settings: Settings) -> None:
+        self._clients = clients
+        self._settings = settings
+
+    @cached_property
+    def _bus(self) -> EventBridgeBus:
+        return EventBridgeBus(
+            self._clients.events, bus=self._settings.event_bus, source=self._settings.event_source
+        )
+
+    def publish(self, events: Any) -> list[str]:
+        return self._bus.publish(events)
+
+
+class _LazyQueue:
+    def __init__(self, clients: Clients, settings: Settings) -> None:
+        self._clients = clients
+        self._settings = settings
+
+    @cached_property
+    def _queue(self) -> SqsWorkQueue:
+        self._settings.require_queue()
+        return SqsWorkQueue(self._clients.sqs, self._settings.work_queue_url)
+
+    def enqueue(self, message: Any, *, delay_seconds: int = 0) -> None:
+        self._queue.enqueue(message, delay_seconds=delay_seconds)
+
+
+class _LazyStore:
+    """Defers the DynamoDB client until the first call."""
+
+    def __init__(self, clients: Clients, settings: Settings) -> None:
+        self._clients = clients
+        self._settings = settings
+
+    @cached_property
+    def store(self) -> DynamoStore:
+        return DynamoStore(self._clients.dynamodb, self._settings.table)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+
+@dataclass
+class Services:
+    """Everything a handler needs, built once per process."""
+
+    app: App
+    settings: Settings
+    clients: Clients
+    ports: Ports
+    runner: Runner
+    router: EventRouter
+    lifecycle: Lifecycle
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def store(self) -> DynamoStore:
+        return self.ports.store  # type: ignore[return-value]
+
+
+def build_services(
+    app: App,
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    session: Any | None = None,
+    clients: Clients | None = None,
+    ports_hook: Callable[[Ports], Ports] | None = None,
+) -> Services:
+    """Wire adapters to the engine. `ports_hook` may wrap the ports (timer ledger, faults)."""
+    clock = clock or SystemClock()
+    clients = clients or Clients(settings, session)
+    store: Any = _LazyStore(clients, settings)
+    ports = Ports(
+        store=store,
+        index=store,
+        events=store,
+        queue=_LazyQueue(clients, settings),
+        timers=_LazyTimers(clients, settings, clock),
+        bus=_LazyBus(clients, settings),
+        clock=clock,
+    )
+    if ports_hook is not None:
+        ports = ports_hook(ports)
+    engine_settings = settings.engine_settings()
+    runner = Runner(app, ports, engine_settings)
+    lifecycle = runner.lifecycle
+    router = EventRouter(app, ports, lifecycle, engine_settings)
+    return Services(
+        app=app,
+        settings=settings,
+        clients=clients,
+        ports=ports,
+        runner=runner,
+        router=router,
+        lifecycle=lifecycle,
+    )
+
+
+def load_app(spec: str | None) -> App:
+    """Import `module:attribute` and return the App it names, or explain what is wrong."""
+    if not spec:
+        raise ConfigurationError(
+            "no app given: set STEPLINE_APP (or pass --app) to 'module:attribute', "
+            "e.g. 'examples.shop:app'"
+        )
+    module_name, _, attribute = spec.partition(":")
+    attribute = attribute or "app"
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as error:
+        raise ConfigurationError(
+            f"could not import {module_name!r} for app {spec!r}: {type(error).__name__}: {error}"
+        ) from error
+    app = getattr(module, attribute, None)
+    if not isinstance(app, App):
+        raise ConfigurationError(
+            f"{spec!r}: {module_name} has no App named {attribute!r} (found {type(app).__name__})"
+        )
+    return app

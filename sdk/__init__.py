@@ -1,0 +1,45 @@
+"""Stepline's public API: what workflow authors import.
+
+    from sdk import App, Context, Event, CancelOn, Retry, NonRetriableError, RetryAfterError, StepError
+
+This module is a facade over private modules; `tests/test_public_api.py` pins `__all__`,
+so removing or renaming a name here is a deliberate, reviewed change.
+"""
+
+from sdk._app import INVOKED_EVENT, RUN_FAILED_EVENT, App, Workflow
+from sdk._context import AsyncContext, AsyncStep, Context, Step
+from sdk._duration import Duration, parse_duration
+from sdk._errors import (
+    NonDeterminismError,
+    NonRetriableError,
+    RetryAfterError,
+    StepError,
+    StepLineError,
+    WorkflowDefinitionError,
+)
+from sdk._event import Event
+from sdk._retry import Retry
+from sdk._triggers import CancelOn, Trigger
+
+__all__ = [
+    "INVOKED_EVENT",
+    "RUN_FAILED_EVENT",
+    "App",
+    "AsyncContext",
+    "AsyncStep",
+    "CancelOn",
+    "Context",
+    "Duration",
+    "Event",
+    "NonDeterminismError",
+    "NonRetriableError",
+    "Retry",
+    "RetryAfterError",
+    "Step",
+    "StepError",
+    "StepLineError",
+    "Trigger",
+    "Workflow",
+    "WorkflowDefinitionError",
+    "parse_duration",
+]

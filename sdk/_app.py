@@ -1,0 +1,193 @@
+"""`App` and the `@app.workflow` decorator: the registry of a deployment's workflows.
+
+Everything here is validated when the module defining the workflows is imported (bad
+ids, durations and CEL expressions raise `WorkflowDefinitionError`), so a mistake fails
+a deploy's first import rather than a run in production.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sdk._errors import WorkflowDefinitionError
+from sdk._retry import Retry
+from sdk._triggers import CancelOn, Trigger
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_WORKFLOW_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,79}$")
+
+#: The name of the event an `on_failure` handler receives. Its data holds `run_id`,
+#: `workflow_id`, `error` ({"type", "message"}) and `event` (the failed run's trigger).
+RUN_FAILED_EVENT = "stepline/run.failed"
+#: The name of the event a run started by `step.invoke` receives; its data is `data=`.
+INVOKED_EVENT = "stepline/invoked"
+ON_FAILURE_SUFFIX = ".on-failure"
+
+
+@dataclass(frozen=True, eq=False)
+class Workflow:
+    """A registered workflow. Calling it calls the function (handy in unit tests)."""
+
+    id: str
+    fn: Callable[..., Any]
+    triggers: tuple[Trigger, ...]
+    cancel_on: tuple[CancelOn, ...]
+    retries: Retry
+    on_failure: Workflow | None
+    is_async: bool
+    app_name: str
+
+    def __call__(self, ctx: Any) -> Any:
+        return self.fn(ctx)
+
+
+class App:
+    """A named set of workflows; one per deployment (`STEPLINE_APP=module:app`)."""
+
+    def __init__(self, name: str) -> None:
+        if not isinstance(name, str) or not _WORKFLOW_ID.match(name):
+            raise WorkflowDefinitionError(
+                f"App name {name!r}: use letters, digits, '.', '_', '-' or '/' (at most 80)"
+            )
+        self.name = name
+        self._workflows: dict[str, Workflow] = {}
+
+    def workflow(
+        self,
+        id: str,
+        *,
+        trigger: str | Trigger | Sequence[str | Trigger] | None = None,
+        cancel_on: Sequence[CancelOn] = (),
+        retries: Retry | None = None,
+        on_failure: Callable[..., Any] | None = None,
+    ) -> Callable[[Callable[..., Any]], Workflow]:
+        """Register a workflow function.
+
+        `trigger` names the event(s) that start a run (omit it for workflows that are
+        only invoked). `retries` is the retry policy of each of its steps. `on_failure`
+        is called as its own durable run, with a `stepline/run.failed` event, when a run
+        fails.
+        """
+        if not isinstance(id, str) or not _WORKFLOW_ID.match(id):
+            raise WorkflowDefinitionError(
+                f"workflow id {id!r}: use letters, digits, '.', '_', '-' or '/' (at most 80)"
+            )
+        triggers = _triggers(id, trigger)
+        cancellations = tuple(cancel_on)
+        for rule in cancellations:
+            if not isinstance(rule, CancelOn):
+                raise WorkflowDefinitionError(
+                    f"workflow {id!r}: cancel_on takes CancelOn(...) rules, not {rule!r}"
+                )
+        policy = retries if retries is not None else Retry()
+        if not isinstance(policy, Retry):
+            raise WorkflowDefinitionError(f"workflow {id!r}: retries must be a Retry(...)")
+
+        def register(fn: Callable[..., Any]) -> Workflow:
+            _check_signature(id, fn)
+            failure_handler = None
+            if on_failure is not None:
+                _check_signature(f"{id} on_failure", on_failure)
+                failure_handler = self._add(
+                    Workflow(
+                        id=id + ON_FAILURE_SUFFIX,
+                        fn=on_failure,
+                        triggers=(),
+                        cancel_on=(),
+                        retries=policy,
+                        on_failure=None,
+                        is_async=inspect.iscoroutinefunction(on_failure),
+                        app_name=self.name,
+                    )
+                )
+            return self._add(
+                Workflow(
+                    id=id,
+                    fn=fn,
+                    triggers=triggers,
+                    cancel_on=cancellations,
+                    retries=policy,
+                    on_failure=failure_handler,
+                    is_async=inspect.iscoroutinefunction(fn),
+                    app_name=self.name,
+                )
+            )
+
+        return register
+
+    def _add(self, workflow: Workflow) -> Workflow:
+        if workflow.id in self._workflows:
+            raise WorkflowDefinitionError(
+                f"workflow id {workflow.id!r} is registered twice in app {self.name!r}"
+            )
+        self._workflows[workflow.id] = workflow
+        return workflow
+
+    @property
+    def workflows(self) -> Mapping[str, Workflow]:
+        return dict(self._workflows)
+
+    def get(self, workflow_id: str) -> Workflow | None:
+        return self._workflows.get(workflow_id)
+
+    def triggered_by(self, event_name: str) -> list[tuple[Workflow, Trigger]]:
+        """The (workflow, trigger) pairs an event of this name may start."""
+        return [
+            (workflow, trigger)
+            for workflow in self._workflows.values()
+            for trigger in workflow.triggers
+            if trigger.event == event_name
+        ]
+
+    def cancellations_for(self, event_name: str) -> list[tuple[Workflow, int, CancelOn]]:
+        """The cancel_on rules, with their index in the workflow, an event may fire."""
+        return [
+            (workflow, index, rule)
+            for workflow in self._workflows.values()
+            for index, rule in enumerate(workflow.cancel_on)
+            if rule.event == event_name
+        ]
+
+    def __repr__(self) -> str:
+        return f"App({self.name!r}, workflows={sorted(self._workflows)})"
+
+
+def _triggers(
+    workflow_id: str, trigger: str | Trigger | Sequence[str | Trigger] | None
+) -> tuple[Trigger, ...]:
+    if trigger is None:
+        return ()
+    items: Sequence[str | Trigger] = (
+        [trigger] if isinstance(trigger, str | Trigger) else list(trigger)
+    )
+    result = []
+    for item in items:
+        if isinstance(item, str):
+            result.append(Trigger(item))
+        elif isinstance(item, Trigger):
+            result.append(item)
+        else:
+            raise WorkflowDefinitionError(
+                f"workflow {workflow_id!r}: trigger takes event names or Trigger(...), not {item!r}"
+            )
+    return tuple(result)
+
+
+def _check_signature(what: str, fn: Callable[..., Any]) -> None:
+    if not callable(fn):
+        raise WorkflowDefinitionError(f"{what}: {fn!r} is not a function")
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return
+    try:
+        signature.bind(object())
+    except TypeError as error:
+        raise WorkflowDefinitionError(
+            f"{what}: the function must take exactly one argument, the Context ({error})"
+        ) from error

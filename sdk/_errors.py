@@ -1,0 +1,65 @@
+"""The errors a workflow author meets.
+
+The tree::
+
+    StepLineError                    base of everything Stepline raises at users
+    ├── NonRetriableError            raise inside a step: fail it now, no more attempts
+    ├── RetryAfterError              raise inside a step: retry after the given delay
+    ├── StepError                    raised into the workflow when a step (or an invoked
+    │                                child run) has failed for good; catch it to recover
+    ├── NonDeterminismError          the code no longer matches the recorded history;
+    │                                the run fails (user code cannot catch it)
+    └── WorkflowDefinitionError      a bad argument to App.workflow, Trigger, CancelOn or a
+        (also a ValueError)          step call: a malformed duration, CEL expression, id
+
+"Fail the run" and "retry the invocation" are different things: every error above is
+about a run. Infrastructure trouble (throttling, a lost Lambda) never surfaces here; the
+engine retries the invocation instead.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+
+class StepLineError(Exception):
+    """Base class of the errors Stepline raises at workflow authors."""
+
+
+class NonRetriableError(StepLineError):
+    """Raise inside a step to fail it at once, without using the remaining attempts."""
+
+
+class RetryAfterError(StepLineError):
+    """Raise inside a step to retry it after `delay` instead of the policy's backoff.
+
+    `delay` is a timedelta or a duration string such as "30s" or "5m".
+    """
+
+    def __init__(self, message: str, delay: timedelta | str) -> None:
+        from sdk._duration import parse_duration
+
+        super().__init__(message)
+        self.delay = parse_duration(delay, what="RetryAfterError delay")
+
+
+class StepError(StepLineError):
+    """A step failed for good; raised into the workflow, which may catch it.
+
+    Carries the original error's type name and message, because the original exception
+    object does not survive a replay: only its recorded description does.
+    """
+
+    def __init__(self, step_id: str, error_type: str, message: str) -> None:
+        super().__init__(f"step {step_id!r} failed: {error_type}: {message}")
+        self.step_id = step_id
+        self.error_type = error_type
+        self.error_message = message
+
+
+class NonDeterminismError(StepLineError):
+    """The workflow asked for a different step than the history recorded at that point."""
+
+
+class WorkflowDefinitionError(StepLineError, ValueError):
+    """A workflow, trigger or step was defined with an invalid argument."""

@@ -1,0 +1,36 @@
+"""Events: what starts runs, resolves waits and cancels runs.
+
+On the wire an event is an EventBridge entry: `DetailType` is the name, `Detail` the data
+(a JSON object) and the EventBridge event id the id. An event sent through Stepline with
+an explicit id carries it in the reserved `$stepline` key of the detail, so that the id
+survives EventBridge (which always assigns its own) and makes delivery idempotent.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class Event(BaseModel):
+    """An event: a name, a JSON object of data, an id and a timestamp.
+
+    `id` and `ts` are filled in when the event is sent if you leave them empty. Set `id`
+    yourself to make sending idempotent: an event id starts each workflow at most once.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1, max_length=256)
+    data: dict[str, Any] = Field(default_factory=dict)
+    id: str = ""
+    ts: datetime | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_printable(cls, name: str) -> str:
+        if not name.strip() or not name.isprintable():
+            raise ValueError("event name must be printable and not blank")
+        return name
