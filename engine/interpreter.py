@@ -194,6 +194,8 @@ class Interpreter:
         self.history: dict[str, StepRecord] = dict(loaded.steps)
         self._group_prefixes = {key.rsplit(".", 2)[0] for key in self.history if "." in key}
         self.pending: list[Pending] = []
+        # New steps this invocation has started running (replayed ones do not count).
+        self.steps_started = 0
         self.fatal: ErrorInfo | None = None
         # True until the code reaches a step that is not simply replayed.
         self.replaying = True
@@ -357,9 +359,18 @@ class Interpreter:
         raise SuspendRun()
 
     def ensure_budget(self, slot: Slot) -> None:
-        """Suspend (to be continued by a fresh invocation) when the time budget is spent."""
-        if self.remaining_time() < self.settings.suspend_margin.total_seconds():
+        """Suspend (to be continued by a fresh invocation) when the time budget is spent.
+
+        Every invocation runs at least one new step first, so a run always progresses
+        even when a single step takes longer than the margin.
+        """
+        if (
+            self.steps_started > 0
+            and self.remaining_time() < self.settings.suspend_margin.total_seconds()
+        ):
             self.suspend(slot, "continue", self.clock.now())
+        with self._lock:
+            self.steps_started += 1
 
     def encode(self, what: str, value: Any) -> Any:
         return to_stored_json(what, value, max_bytes=self.settings.max_output_bytes)

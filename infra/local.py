@@ -114,6 +114,7 @@ class LocalRuntime:
         settings: dict[str, Any] | None = None,
         ports_hook: Callable[[Ports], Ports] | None = None,
         max_batches: int = 20_000,
+        deliveries_per_message: int = 1,
     ) -> None:
         self.app = app
         self._start = start
@@ -123,6 +124,8 @@ class LocalRuntime:
         self._settings_overrides = settings or {}
         self._ports_hook = ports_hook
         self._max_batches = max_batches
+        # SQS delivers at least once; >1 hands every batch to its handler that many times.
+        self._deliveries_per_message = deliveries_per_message
         self._entered = False
         #: How many SQS messages each handler has been given, by queue role.
         self.deliveries: dict[str, int] = {"trigger": 0, "waits": 0, "cancel": 0, "work": 0}
@@ -337,16 +340,9 @@ class LocalRuntime:
             return False
         self.deliveries[role] += len(messages)
         event = lambda_sqs_event(messages, queue_arn=_arn_of(self._queue_arns, url))
-        context = _FakeLambdaContext(f"stepline-{role}", self._lambda_timeout, time.monotonic())
-        try:
-            response = handler(event, context, services=self.services)
-            failed = {item["itemIdentifier"] for item in response.get("batchItemFailures", [])}
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except BaseException:
-            # The invocation died: Lambda returns every message of the batch to the queue.
-            self.crashed_batches += 1
-            failed = {message["MessageId"] for message in messages}
+        failed: set[str] = set()
+        for _ in range(self._deliveries_per_message):
+            failed |= self._invoke(handler, event, role, messages)
         done = [m for m in messages if m["MessageId"] not in failed]
         retry = [m for m in messages if m["MessageId"] in failed]
         if done:
@@ -364,7 +360,29 @@ class LocalRuntime:
                     for i, m in enumerate(retry)
                 ],
             )
+            # moto makes a message visible only once the clock passes its visibility
+            # time, and ours is frozen: let a millisecond pass, as it would on AWS.
+            self._set_time(self.clock.now() + timedelta(milliseconds=1))
         return True
+
+    def _invoke(
+        self,
+        handler: Callable[..., dict[str, Any]],
+        event: dict[str, Any],
+        role: str,
+        messages: list[dict[str, Any]],
+    ) -> set[str]:
+        """One Lambda invocation; returns the ids of the messages it did not process."""
+        context = _FakeLambdaContext(f"stepline-{role}", self._lambda_timeout, time.monotonic())
+        try:
+            response = handler(event, context, services=self.services)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException:
+            # The invocation died: Lambda returns every message of the batch to the queue.
+            self.crashed_batches += 1
+            return {message["MessageId"] for message in messages}
+        return {item["itemIdentifier"] for item in response.get("batchItemFailures", [])}
 
     def _fire_due_schedules(self) -> bool:
         """Do what EventBridge Scheduler would: send due schedules' input, then delete them."""

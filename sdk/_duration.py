@@ -46,7 +46,8 @@ def parse_duration(value: Duration, *, what: str = "duration") -> timedelta:
         if part is None:
             raise _invalid(what, value, "it is not a number followed by a unit")
         unit = part.group(2)
-        unit = unit[:-1] if unit.endswith("s") and unit[:-1] in _UNIT_SECONDS else unit
+        if unit not in _UNIT_SECONDS and unit.endswith("s") and unit[:-1] in _UNIT_SECONDS:
+            unit = unit[:-1]  # plurals: "hours", "days"
         if unit not in _UNIT_SECONDS:
             raise _invalid(what, value, f"{part.group(2)!r} is not a unit")
         total += float(part.group(1)) * _UNIT_SECONDS[unit]

@@ -1,0 +1,79 @@
+"""In-memory stand-ins for the outside world the examples talk to: email, users, payments.
+
+Real workflows would call SES, a database and Stripe here. These keep what was done so
+the demo can print it and the tests can assert on it; `reset()` forgets everything.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Mailer:
+    sent: list[tuple[str, str]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def send(self, user_id: str, template: str) -> dict[str, str]:
+        with self._lock:
+            self.sent.append((user_id, template))
+        return {"to": user_id, "template": template, "status": "sent"}
+
+    def count(self, template: str) -> int:
+        return sum(1 for _, sent in self.sent if sent == template)
+
+
+@dataclass
+class Users:
+    activated: set[str] = field(default_factory=set)
+    flagged: list[str] = field(default_factory=list)
+
+    def find(self, user_id: str) -> dict[str, Any]:
+        return {"id": user_id, "activated": user_id in self.activated}
+
+    def activate(self, user_id: str) -> None:
+        self.activated.add(user_id)
+
+    def flag_for_review(self, user_id: str) -> dict[str, Any]:
+        self.flagged.append(user_id)
+        return {"id": user_id, "flagged": True}
+
+
+@dataclass
+class Payments:
+    """Charges succeed or fail per account, in the order the test or demo scripts."""
+
+    script: dict[str, list[bool]] = field(default_factory=dict)
+    charges: list[dict[str, Any]] = field(default_factory=list)
+    recorded: list[str] = field(default_factory=list)
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1), repr=False)
+
+    def charge(self, account_id: str, amount: int) -> dict[str, Any]:
+        outcomes = self.script.get(account_id, [])
+        success = outcomes.pop(0) if outcomes else True
+        charge = {
+            "id": f"ch_{next(self._ids)}",
+            "account": account_id,
+            "amount": amount,
+            "success": success,
+        }
+        self.charges.append(charge)
+        return charge
+
+    def record_payment(self, charge: dict[str, Any]) -> dict[str, Any]:
+        self.recorded.append(charge["id"])
+        return {"payment": charge["id"], "status": "recorded"}
+
+
+mailer = Mailer()
+users = Users()
+payments = Payments()
+
+
+def reset() -> None:
+    mailer.__init__()  # type: ignore[misc]
+    users.__init__()  # type: ignore[misc]
+    payments.__init__()  # type: ignore[misc]

@@ -1,0 +1,53 @@
+"""The public API is a contract: its names change only on purpose."""
+
+import sdk
+
+EXPECTED = {
+    "INVOKED_EVENT",
+    "RUN_FAILED_EVENT",
+    "App",
+    "AsyncContext",
+    "AsyncStep",
+    "CancelOn",
+    "Context",
+    "Duration",
+    "Event",
+    "NonDeterminismError",
+    "NonRetriableError",
+    "Retry",
+    "RetryAfterError",
+    "Step",
+    "StepError",
+    "StepLineError",
+    "Trigger",
+    "Workflow",
+    "WorkflowDefinitionError",
+    "parse_duration",
+}
+
+
+def test_sdk_exports_exactly_the_pinned_names():
+    assert set(sdk.__all__) == EXPECTED
+    for name in EXPECTED:
+        assert hasattr(sdk, name), name
+
+
+def test_the_design_contract_imports_work():
+    from sdk import (  # noqa: F401
+        App,
+        CancelOn,
+        Context,
+        Event,
+        NonRetriableError,
+        Retry,
+        RetryAfterError,
+        StepError,
+    )
+    from infra.local import LocalRuntime  # noqa: F401
+
+
+def test_step_control_errors_cannot_be_caught_by_except_exception():
+    from engine.errors import FailRun, Superseded, SuspendRun
+
+    for control in (SuspendRun, FailRun, Superseded):
+        assert not issubclass(control, Exception)
