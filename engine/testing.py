@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from engine.clock import ManualClock
 from engine.events import EventRouter
@@ -97,7 +98,9 @@ class InMemoryStore:
             )
             return True
 
-    def put_step(self, run_id: str, record: StepRecord, *, expected: StepRecord | None) -> StepRecord:
+    def put_step(
+        self, run_id: str, record: StepRecord, *, expected: StepRecord | None
+    ) -> StepRecord:
         with self._lock:
             steps = self.steps.setdefault(run_id, {})
             current = steps.get(record.key)
@@ -274,12 +277,24 @@ class FakeCluster:
             event = event.model_copy(update={"id": f"evt-{next(self._event_ids)}"})
         if event.ts is None:
             event = event.model_copy(update={"ts": self.clock.now()})
-        self.store.record_event(event, expires_at=self.clock.now() + self.settings.lookback)
-        self.router.cancel_matching(event)
-        self.router.resolve_waits(event)
-        run_ids = self.router.trigger(event)
+        self._redelivered(lambda: self.router.cancel_matching(event))
+        self._redelivered(lambda: self.router.resolve_waits(event))
+        run_ids: list[str] = self._redelivered(lambda: self.router.trigger(event))
         self.drain()
         return run_ids
+
+    @staticmethod
+    def _redelivered(handle: Callable[[], Any], attempts: int = 10) -> Any:
+        """Call an event handler as SQS would: again after a crash, up to `attempts`."""
+        for attempt in range(attempts):
+            try:
+                return handle()
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException:
+                if attempt == attempts - 1:
+                    raise
+        return None
 
     def drain(self, *, max_messages: int = 100_000) -> None:
         for _ in range(max_messages):

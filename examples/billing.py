@@ -21,12 +21,15 @@ def billing(ctx: Context) -> dict[str, Any]:
         # ("attempt-charge", "attempt-charge#2", ...) so each is recorded on its own.
         charge = ctx.step.run("attempt-charge", payments.charge, account, amount)
         if charge["success"]:
-            ctx.step.parallel(
-                lambda: ctx.step.run("update-db", payments.record_payment, charge),
-                lambda: ctx.step.run("send-receipt", mailer.send, account, "receipt"),
-            )
-            return charge
+            break
         ctx.step.sleep("wait-24h", "24h")
+    else:
+        ctx.step.run("handle-failed-payment", mailer.send, account, "payment-failed")
+        return {"success": False, "account": account}
 
-    ctx.step.run("handle-failed-payment", mailer.send, account, "payment-failed")
-    return {"success": False, "account": account}
+    # Both branches run at once; each is its own durable step.
+    ctx.step.parallel(
+        lambda: ctx.step.run("update-db", payments.record_payment, charge),
+        lambda: ctx.step.run("send-receipt", mailer.send, account, "receipt"),
+    )
+    return charge

@@ -295,6 +295,13 @@ class LocalRuntime:
             for m in response.get("Messages", [])
         ]
 
+    def dead_letter_count(self, role: str = "work") -> int:
+        self._require()
+        attributes = self.clients.sqs.get_queue_attributes(
+            QueueUrl=self.dlq_urls[role], AttributeNames=["ApproximateNumberOfMessages"]
+        )["Attributes"]
+        return int(attributes["ApproximateNumberOfMessages"])
+
     # -- the pump ------------------------------------------------------------------------
 
     def drain(self) -> int:

@@ -33,6 +33,7 @@ def test_sdk_exports_exactly_the_pinned_names():
 
 
 def test_the_design_contract_imports_work():
+    from infra.local import LocalRuntime  # noqa: F401
     from sdk import (  # noqa: F401
         App,
         CancelOn,
@@ -43,7 +44,6 @@ def test_the_design_contract_imports_work():
         RetryAfterError,
         StepError,
     )
-    from infra.local import LocalRuntime  # noqa: F401
 
 
 def test_step_control_errors_cannot_be_caught_by_except_exception():

@@ -16,7 +16,9 @@ def test_replay_returns_recorded_results_without_running_step_code_again(effects
     def flow(ctx: Context) -> list[int]:
         values = []
         for index in range(3):
-            values.append(ctx.step.run(f"compute-{index}", lambda i=index: effects.record(f"c{i}") or i * 10))
+            values.append(
+                ctx.step.run(f"compute-{index}", lambda i=index: effects.record(f"c{i}") or i * 10)
+            )
             ctx.step.sleep(f"nap-{index}", "1h")
         return values
 
@@ -110,7 +112,7 @@ def test_user_code_that_catches_everything_cannot_swallow_a_suspension(effects):
     def flow(ctx: Context) -> str:
         try:
             ctx.step.sleep("nap", "1h")
-        except BaseException:  # noqa: BLE001 - exactly what a careless workflow does
+        except BaseException:  # exactly what a careless workflow does
             effects.record("swallowed")
         ctx.step.run("after", lambda: effects.record("after"))
         return "done"
@@ -131,7 +133,9 @@ def test_context_exposes_event_run_id_and_workflow_id():
 
     @app.workflow("ctx", trigger="go")
     def flow(ctx: Context) -> None:
-        seen.update(run=ctx.run_id, workflow=ctx.workflow_id, data=ctx.event.data, name=ctx.event.name)
+        seen.update(
+            run=ctx.run_id, workflow=ctx.workflow_id, data=ctx.event.data, name=ctx.event.name
+        )
 
     with LocalRuntime(app, start=START) as rt:
         [run_id] = rt.send(Event(name="go", data={"k": 1}))

@@ -71,7 +71,11 @@ def test_exhausted_attempts_raise_a_catchable_step_error_with_the_original_error
             ctx.step.run("charge", Flaky(failures=5, error=ValueError("card declined")))
         except StepError as error:
             ctx.step.run("notify", lambda: "told the user")
-            return {"failed_step": error.step_id, "type": error.error_type, "message": error.error_message}
+            return {
+                "failed_step": error.step_id,
+                "type": error.error_type,
+                "message": error.error_message,
+            }
         return {}
 
     with LocalRuntime(app, start=START) as rt:
@@ -79,7 +83,11 @@ def test_exhausted_attempts_raise_a_catchable_step_error_with_the_original_error
         rt.advance(timedelta(seconds=5))
         run = rt.run(run_id)
         assert run.status == "COMPLETED"
-        assert run.output == {"failed_step": "charge", "type": "ValueError", "message": "card declined"}
+        assert run.output == {
+            "failed_step": "charge",
+            "type": "ValueError",
+            "message": "card declined",
+        }
         charge, notify = rt.history(run_id)
         assert charge.status == "FAILED" and charge.attempts == 2
         assert notify.status == "COMPLETED"

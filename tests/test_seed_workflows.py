@@ -127,7 +127,11 @@ def test_billing_retries_the_charge_three_times_a_day_apart_under_one_step_id():
         assert [charge["success"] for charge in services.payments.charges] == [False, False, True]
         history = rt.history(run_id)
         charges = [step for step in history if step.id.startswith("attempt-charge")]
-        assert [step.id for step in charges] == ["attempt-charge", "attempt-charge#2", "attempt-charge#3"]
+        assert [step.id for step in charges] == [
+            "attempt-charge",
+            "attempt-charge#2",
+            "attempt-charge#3",
+        ]
         # A day between charges.
         assert charges[1].started_at - charges[0].started_at >= timedelta(hours=24)
         assert charges[2].started_at - charges[1].started_at >= timedelta(hours=24)
