@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import random
+import random  # noqa: TID251 - this is the Clock port itself: a seeded, deterministic RNG
 import threading
 from datetime import UTC, datetime, timedelta
 

@@ -197,8 +197,9 @@ class Interpreter:
         # New steps this invocation has started running (replayed ones do not count).
         self.steps_started = 0
         self.fatal: ErrorInfo | None = None
-        # True until the code reaches a step that is not simply replayed.
-        self.replaying = True
+        # While the code re-runs what earlier invocations already ran: from the start (if
+        # anything was recorded) until it reaches a step that is not simply replayed.
+        self.replaying = bool(self.history)
         self._lock = threading.RLock()
         self.logger = _ReplayAwareLogger(logging.getLogger("stepline.workflow"), self)
 

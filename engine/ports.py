@@ -6,7 +6,8 @@ in-memory fakes for unit tests of the pure engine live in `engine/testing.py`.
 Error contract: adapters raise only the exceptions defined here. A lost compare-and-set
 is a `RunConflict` or `StepConflict` carrying what is stored now; anything the adapter
 could not do after its own retries is a `TransientError`, which makes the engine give
-the message back to the queue for a later attempt.
+the message back to the queue for a later attempt; a failure retrying cannot fix
+(access denied, a missing table, a refused item) is an `AdapterError`.
 """
 
 from __future__ import annotations
@@ -31,7 +32,11 @@ class TransientError(Exception):
     """An infrastructure call failed after retries; the message should be retried later."""
 
 
-class PayloadTooLarge(Exception):
+class AdapterError(Exception):
+    """An infrastructure call failed in a way retrying will not fix (access, validation)."""
+
+
+class PayloadTooLarge(AdapterError):
     """A record is over the store's item size limit."""
 
 

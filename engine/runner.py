@@ -74,7 +74,7 @@ class Runner:
         delivery: Delivery,
         remaining_time: Callable[[], float],
     ) -> None:
-        token = log_context.set({"run_id": message.run_id})
+        token = log_context.set({**log_context.get(), "run_id": message.run_id})
         try:
             self._handle(message, delivery, remaining_time)
         finally:

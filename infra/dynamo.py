@@ -40,7 +40,13 @@ from engine.model import (
     RunStatus,
     StepRecord,
 )
-from engine.ports import PayloadTooLarge, RunConflict, StepConflict, TransientError
+from engine.ports import (
+    AdapterError,
+    PayloadTooLarge,
+    RunConflict,
+    StepConflict,
+    TransientError,
+)
 from infra.resources import RUNS_INDEX, TTL_ATTRIBUTE, WAITERS_INDEX
 from sdk import Event
 
@@ -65,7 +71,7 @@ _TRANSIENT_CODES = {
 }
 
 
-class TableMissing(Exception):
+class TableMissing(AdapterError):
     pass
 
 
@@ -117,7 +123,7 @@ class DynamoStore:
             )
         if code == "ValidationException" and "size" in message.lower():
             return PayloadTooLarge(f"DynamoDB refused an item: {message}")
-        return error
+        return AdapterError(f"DynamoDB {code}: {message}")
 
     # -- encoding ------------------------------------------------------------------------
 
@@ -409,9 +415,14 @@ class DynamoStore:
         self, keys: list[dict[str, Any]], workflow_id: str | None, status: RunStatus | None
     ) -> list[RunRecord]:
         runs = []
-        pending = {self._table: {"Keys": keys, "ConsistentRead": True}}
+        pending: dict[str, Any] = {self._table: {"Keys": keys, "ConsistentRead": True}}
         while pending:
-            response = self._client.batch_get_item(RequestItems=pending)
+            try:
+                response = self._client.batch_get_item(RequestItems=pending)
+            except ClientError as error:
+                raise self._translate(error) from None
+            except BotoCoreError as error:
+                raise TransientError(f"DynamoDB unreachable: {error}") from None
             for item in response.get("Responses", {}).get(self._table, []):
                 run = self._run_from(item)
                 if workflow_id and run.workflow_id != workflow_id:

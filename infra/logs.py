@@ -12,8 +12,9 @@ masked by `redact`.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Iterable
-from typing import Any
+from typing import IO, Any
 
 from engine.logcontext import log_context
 
@@ -41,19 +42,18 @@ def redact(data: Any, fields: Iterable[str]) -> Any:
     return data
 
 
-_configured = False
+def configure_lambda_logging(stream: IO[str] | None = None) -> logging.Logger:
+    """Attach a powertools JSON handler to the "stepline" logger (once per process).
 
-
-def configure_lambda_logging() -> logging.Logger:
-    """Attach a powertools JSON handler to the "stepline" logger (once per process)."""
-    global _configured
+    Level: POWERTOOLS_LOG_LEVEL (or LOG_LEVEL), INFO by default. `stream` is for tests.
+    """
     logger = logging.getLogger("stepline")
-    if _configured:
+    if stream is None and any(getattr(h, "stepline", False) for h in logger.handlers):
         return logger
     from aws_lambda_powertools import Logger
 
-    Logger(service="stepline")
-    for handler in logger.handlers:
-        handler.addFilter(ContextKeys())
-    _configured = True
+    handler = logging.StreamHandler(stream or sys.stdout)
+    handler.stepline = True  # type: ignore[attr-defined]
+    handler.addFilter(ContextKeys())
+    Logger(service="stepline", logger_handler=handler)
     return logger
