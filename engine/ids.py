@@ -42,6 +42,11 @@ def failure_run_id(workflow_id: str, failed_run_id: str) -> str:
     return f"{workflow_id}-{_digest('on-failure', failed_run_id)}"
 
 
+def replay_run_id(original_run_id: str, workflow_id: str, nonce: str) -> str:
+    """A new run re-running `original_run_id`; the nonce makes each replay distinct."""
+    return f"{workflow_id}-{_digest('replay', original_run_id, nonce)}"
+
+
 def sent_event_id(run_id: str, step_key: str, index: int) -> str:
     """The id of the index-th event a `send_event` step publishes."""
     return f"evt-{_digest('send', run_id, step_key, str(index), length=32)}"

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
-from engine.ids import failure_run_id, run_id_for
+from engine.ids import failure_run_id, replay_run_id, run_id_for
 from engine.matching import subscription_key_for
 from engine.model import (
     CancelSubscription,
@@ -117,6 +117,60 @@ class Lifecycle:
         failure_id = failure_run_id(handler.id, run.run_id)
         event = Event(name=RUN_FAILED_EVENT, data=data, id=failure_id)
         self.start_run(handler, event, run_id=failure_id)
+
+    def replay(self, workflow: Workflow, run_id: str, *, from_step: str | None = None) -> str:
+        """Start a new run of a finished run's workflow with the same event.
+
+        With `from_step`, the new run keeps the recorded outcomes of the steps before it
+        (they are replayed, not re-run) and runs that step and everything after it anew.
+        Raises KeyError for an unknown run or step, ValueError for an unfinished run.
+        """
+        store = self.ports.store
+        loaded = store.load(run_id)
+        if loaded is None:
+            raise KeyError(f"no run {run_id!r}")
+        original = loaded.run
+        if not original.status.terminal:
+            raise ValueError(
+                f"run {run_id} is {original.status}; only a finished run (COMPLETED, FAILED "
+                "or CANCELLED) can be replayed. Cancel it first if you mean to restart it."
+            )
+        kept: list[StepRecord] = []
+        if from_step is not None:
+            ordered = [loaded.steps[key] for key in sorted(loaded.steps)]
+            boundary = next((step.key for step in ordered if step.id == from_step), None)
+            if boundary is None:
+                known = ", ".join(step.id for step in ordered) or "none"
+                raise KeyError(f"run {run_id} has no step {from_step!r} (its steps: {known})")
+            for step in ordered:
+                if step.key >= boundary or not step.settled:
+                    break
+                if step.status is StepStatus.CANCELLED:
+                    break
+                kept.append(step.model_copy(update={"indexed": False, "raw": None}))
+        now = self.ports.clock.now()
+        new_id = replay_run_id(run_id, workflow.id, now.isoformat())
+        event = loaded.event
+        run = RunRecord(
+            run_id=new_id,
+            workflow_id=workflow.id,
+            status=RunStatus.QUEUED,
+            created_at=now,
+            updated_at=now,
+            event_id=event.id,
+            event_name=event.name,
+            event_ts=event.ts,
+            replay_of=run_id,
+            replay_from=from_step,
+        )
+        # Steps first, the run (and its start message) last: a half-made replay is
+        # invisible rather than running without the steps it should keep.
+        for step in kept:
+            store.put_step(new_id, step, expected=None)
+        store.create_run(run, event, self._subscriptions(workflow, new_id, event, now))
+        self.ports.queue.enqueue(WorkMessage(run_id=new_id, reason="start"))
+        log.info("replaying run %s as %s (kept %d steps)", run_id, new_id, len(kept))
+        return new_id
 
     # -- resolving steps from outside the run -------------------------------------------
 

@@ -188,6 +188,9 @@ class RunRecord(_Record):
     output: Any = None
     error: ErrorInfo | None = None
     parent: ParentRef | None = None
+    # For a run started by `replay`: the run it re-runs, and the step it re-ran from.
+    replay_of: str | None = None
+    replay_from: str | None = None
 
 
 class CancelSubscription(_Record):

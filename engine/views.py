@@ -25,6 +25,8 @@ class RunView:
     wake_at: datetime | None
     parent_run_id: str | None
     event: Event | None = None
+    replay_of: str | None = None
+    replay_from: str | None = None
 
     @classmethod
     def of(cls, run: RunRecord, event: Event | None = None) -> RunView:
@@ -42,6 +44,8 @@ class RunView:
             wake_at=run.wake_at,
             parent_run_id=run.parent.run_id if run.parent else None,
             event=event,
+            replay_of=run.replay_of,
+            replay_from=run.replay_from,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -57,6 +61,8 @@ class RunView:
             "ended_at": _iso(self.ended_at),
             "wake_at": _iso(self.wake_at),
             "parent_run_id": self.parent_run_id,
+            "replay_of": self.replay_of,
+            "replay_from": self.replay_from,
         }
 
 

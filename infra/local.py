@@ -31,9 +31,7 @@ import heapq
 import json
 import math
 import threading
-import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -42,14 +40,14 @@ from engine.ids import run_id_for
 from engine.model import RunStatus
 from engine.ports import Ports, Timers
 from engine.views import RunView, StepView, history_of
+from infra import delivery
 from infra.eventbridge import EventBridgeBus
 from infra.resources import create_resources
 from infra.settings import Settings
 from infra.wiring import Clients, build_services
 from sdk import App, Event
 
-REGION = "us-east-1"
-_SCHEDULE_AT = "%Y-%m-%dT%H:%M:%S"
+REGION = delivery.REGION
 
 
 class LocalRuntimeError(RuntimeError):
@@ -84,20 +82,6 @@ class _TimerLedger:
             while self._due and self._due[0] <= now:
                 heapq.heappop(self._due)
             return self._due[0] if self._due else None
-
-
-@dataclass
-class _FakeLambdaContext:
-    function_name: str
-    timeout: timedelta
-    started: float
-    aws_request_id: str = "local"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:local"
-
-    def get_remaining_time_in_millis(self) -> int:
-        elapsed = time.monotonic() - self.started
-        return max(0, int((self.timeout.total_seconds() - elapsed) * 1000))
 
 
 class LocalRuntime:
@@ -170,6 +154,7 @@ class LocalRuntime:
                 ]["QueueArn"]: url
                 for url in self.queue_urls.values()
             }
+            self._arn_of = {url: arn for arn, url in self._queue_arns.items()}
             self.services = build_services(
                 self.app,
                 self.settings,
@@ -284,6 +269,17 @@ class LocalRuntime:
         self.drain()
         return cancelled
 
+    def replay(self, run_id: str, *, from_step: str | None = None) -> str:
+        """Re-run a finished run as a new run (see Lifecycle.replay); processes until idle."""
+        self._require()
+        original = self.run(run_id)
+        workflow = self.app.get(original.workflow_id)
+        if workflow is None:
+            raise KeyError(f"app {self.app.name!r} has no workflow {original.workflow_id!r}")
+        new_id = self.services.lifecycle.replay(workflow, run_id, from_step=from_step)
+        self.drain()
+        return new_id
+
     def dead_letters(self, role: str = "work") -> list[dict[str, Any]]:
         """Messages that reached a queue's dead-letter queue (they stay there)."""
         self._require()
@@ -307,14 +303,7 @@ class LocalRuntime:
     def drain(self) -> int:
         """Deliver queued messages to the handlers and fire due schedules until idle."""
         self._require()
-        from handlers import cancel, engine, trigger, waits
-
-        handlers: dict[str, Callable[..., dict[str, Any]]] = {
-            "trigger": trigger.handler,
-            "waits": waits.handler,
-            "cancel": cancel.handler,
-            "work": engine.handler,
-        }
+        handlers = delivery.handlers()
         batches = 0
         while True:
             progressed = False
@@ -332,85 +321,37 @@ class LocalRuntime:
             if not progressed:
                 return batches
 
-    def _deliver_batch(self, role: str, handler: Callable[..., dict[str, Any]]) -> bool:
-        sqs = self.clients.sqs
+    def _deliver_batch(self, role: str, handler: delivery.Handler) -> bool:
         url = self.queue_urls[role]
-        messages = sqs.receive_message(
-            QueueUrl=url,
-            MaxNumberOfMessages=10,
-            AttributeNames=["All"],
-            MessageAttributeNames=["All"],
-            VisibilityTimeout=300,
-            WaitTimeSeconds=0,
-        ).get("Messages", [])
-        if not messages:
-            return False
-        self.deliveries[role] += len(messages)
-        event = lambda_sqs_event(messages, queue_arn=_arn_of(self._queue_arns, url))
-        failed: set[str] = set()
-        for _ in range(self._deliveries_per_message):
-            failed |= self._invoke(handler, event, role, messages)
-        done = [m for m in messages if m["MessageId"] not in failed]
-        retry = [m for m in messages if m["MessageId"] in failed]
-        if done:
-            sqs.delete_message_batch(
-                QueueUrl=url,
-                Entries=[
-                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)
-                ],
-            )
-        if retry:
-            sqs.change_message_visibility_batch(
-                QueueUrl=url,
-                Entries=[
-                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
-                    for i, m in enumerate(retry)
-                ],
-            )
+        result = delivery.deliver_batch(
+            self.clients.sqs,
+            queue_url=url,
+            queue_arn=self._arn_of[url],
+            role=role,
+            handler=handler,
+            services=self.services,
+            lambda_timeout=self._lambda_timeout,
+            visibility_timeout=300,
+            invocations=self._deliveries_per_message,
+        )
+        self.deliveries[role] += result.received
+        self.crashed_batches += int(result.crashed)
+        if result.failed:
+            delivery.retry_now(self.clients.sqs, url, result.failed)
             # moto makes a message visible only once the clock passes its visibility
             # time, and ours is frozen: let a millisecond pass, as it would on AWS.
             self._set_time(self.clock.now() + timedelta(milliseconds=1))
-        return True
-
-    def _invoke(
-        self,
-        handler: Callable[..., dict[str, Any]],
-        event: dict[str, Any],
-        role: str,
-        messages: list[dict[str, Any]],
-    ) -> set[str]:
-        """One Lambda invocation; returns the ids of the messages it did not process."""
-        context = _FakeLambdaContext(f"stepline-{role}", self._lambda_timeout, time.monotonic())
-        try:
-            response = handler(event, context, services=self.services)
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except BaseException:
-            # The invocation died: Lambda returns every message of the batch to the queue.
-            self.crashed_batches += 1
-            return {message["MessageId"] for message in messages}
-        return {item["itemIdentifier"] for item in response.get("batchItemFailures", [])}
+        return result.received > 0
 
     def _fire_due_schedules(self) -> bool:
-        """Do what EventBridge Scheduler would: send due schedules' input, then delete them."""
-        scheduler = self.clients.scheduler
-        group = self.settings.schedule_group
-        fired = False
-        for summary in scheduler.list_schedules(GroupName=group).get("Schedules", []):
-            schedule = scheduler.get_schedule(Name=summary["Name"], GroupName=group)
-            expression = schedule["ScheduleExpression"]
-            if not expression.startswith("at("):
-                continue
-            due = datetime.strptime(expression[3:-1], _SCHEDULE_AT).replace(tzinfo=UTC)
-            if due > self.clock.now():
-                continue
-            target = schedule["Target"]
-            self.clients.sqs.send_message(
-                QueueUrl=self._queue_arns[target["Arn"]], MessageBody=target["Input"]
-            )
-            scheduler.delete_schedule(Name=summary["Name"], GroupName=group)
-            fired = True
-        return fired
+        fired = delivery.fire_due_schedules(
+            self.clients.scheduler,
+            self.clients.sqs,
+            group=self.settings.schedule_group,
+            now=self.clock.now(),
+            queue_url_of=self._queue_arns,
+        )
+        return fired > 0
 
     def pending_schedules(self) -> list[str]:
         """Names of the Scheduler schedules not yet fired (long timers)."""
@@ -419,33 +360,6 @@ class LocalRuntime:
             s["Name"]
             for s in self.clients.scheduler.list_schedules(GroupName=group).get("Schedules", [])
         ]
-
-
-def lambda_sqs_event(messages: Iterable[dict[str, Any]], *, queue_arn: str) -> dict[str, Any]:
-    """The event Lambda's SQS event source mapping passes a handler for these messages."""
-    return {
-        "Records": [
-            {
-                "messageId": message["MessageId"],
-                "receiptHandle": message["ReceiptHandle"],
-                "body": message["Body"],
-                "attributes": message.get("Attributes", {}),
-                "messageAttributes": message.get("MessageAttributes", {}),
-                "md5OfBody": message.get("MD5OfBody", ""),
-                "eventSource": "aws:sqs",
-                "eventSourceARN": queue_arn,
-                "awsRegion": REGION,
-            }
-            for message in messages
-        ]
-    }
-
-
-def _arn_of(arns: dict[str, str], url: str) -> str:
-    for arn, queue_url in arns.items():
-        if queue_url == url:
-            return arn
-    return ""
 
 
 def _is_json(text: str) -> bool:

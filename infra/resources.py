@@ -153,3 +153,24 @@ def create_resources(clients: Any, prefix: str, *, bus: str = "default") -> Crea
         event_bus=bus,
     )
     return Created(settings=settings, queue_urls=queue_urls, dlq_urls=dlq_urls)
+
+
+def discover_resources(clients: Any, prefix: str, *, bus: str = "default") -> Created:
+    """Find resources `create_resources` made earlier (by name), for workers and the CLI."""
+    sqs = clients.sqs
+    queue_urls, dlq_urls = {}, {}
+    for role, name in queue_names(prefix).all().items():
+        queue_urls[role] = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+        dlq_urls[role] = sqs.get_queue_url(QueueName=f"{name}-dlq")["QueueUrl"]
+    work_arn = sqs.get_queue_attributes(QueueUrl=queue_urls["work"], AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    settings = Settings(
+        table=prefix,
+        work_queue_url=queue_urls["work"],
+        work_queue_arn=work_arn,
+        schedule_group=prefix,
+        scheduler_role_arn=f"arn:aws:iam::123456789012:role/{prefix}-scheduler",
+        event_bus=bus,
+    )
+    return Created(settings=settings, queue_urls=queue_urls, dlq_urls=dlq_urls)

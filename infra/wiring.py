@@ -41,13 +41,16 @@ CLIENT_CONFIG = Config(
 class Clients:
     """boto3 clients, each created on first use."""
 
-    def __init__(self, settings: Settings, session: Any | None = None) -> None:
+    def __init__(
+        self, settings: Settings, session: Any | None = None, config: Config = CLIENT_CONFIG
+    ) -> None:
         self._settings = settings
         self._session = session
+        self._config = config
 
     def _client(self, service: str) -> Any:
         factory = self._session.client if self._session is not None else boto3.client
-        kwargs: dict[str, Any] = {"config": CLIENT_CONFIG}
+        kwargs: dict[str, Any] = {"config": self._config}
         if self._settings.region:
             kwargs["region_name"] = self._settings.region
         if self._settings.endpoint_url:

@@ -1,0 +1,174 @@
+"""Playing the Lambda service: SQS batches to handlers, and due schedules to the queue.
+
+On AWS, an SQS event source mapping receives batches, invokes the handler with them and
+deletes what it reports as processed; EventBridge Scheduler sends a due schedule's input
+to its target. Locally nothing does that, so `LocalRuntime`, `stepline dev` and
+`stepline worker` do it with these functions. This module imports the handlers, the one
+place infra/ depends on the layer above it: it stands in for the Lambda service.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+Handler = Callable[..., dict[str, Any]]
+_SCHEDULE_AT = "%Y-%m-%dT%H:%M:%S"
+REGION = "us-east-1"
+
+
+def handlers() -> dict[str, Handler]:
+    """The handler of each queue role (imported late: handlers import infra)."""
+    from handlers import cancel, engine, trigger, waits
+
+    return {
+        "trigger": trigger.handler,
+        "waits": waits.handler,
+        "cancel": cancel.handler,
+        "work": engine.handler,
+    }
+
+
+@dataclass
+class FakeLambdaContext:
+    """Enough of a Lambda context for the handlers: the time budget, mostly."""
+
+    function_name: str
+    timeout: timedelta
+    started: float
+    aws_request_id: str = "local"
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:local"
+
+    def get_remaining_time_in_millis(self) -> int:
+        elapsed = time.monotonic() - self.started
+        return max(0, int((self.timeout.total_seconds() - elapsed) * 1000))
+
+
+def lambda_sqs_event(messages: Iterable[dict[str, Any]], *, queue_arn: str) -> dict[str, Any]:
+    """The event Lambda's SQS event source mapping passes a handler for these messages."""
+    return {
+        "Records": [
+            {
+                "messageId": message["MessageId"],
+                "receiptHandle": message["ReceiptHandle"],
+                "body": message["Body"],
+                "attributes": message.get("Attributes", {}),
+                "messageAttributes": message.get("MessageAttributes", {}),
+                "md5OfBody": message.get("MD5OfBody", ""),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": REGION,
+            }
+            for message in messages
+        ]
+    }
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    received: int
+    failed: list[dict[str, Any]]
+    crashed: bool
+
+
+def deliver_batch(
+    sqs: Any,
+    *,
+    queue_url: str,
+    queue_arn: str,
+    role: str,
+    handler: Handler,
+    services: Any,
+    lambda_timeout: timedelta,
+    visibility_timeout: int,
+    wait_seconds: int = 0,
+    invocations: int = 1,
+) -> BatchResult:
+    """Receive up to 10 messages, invoke the handler, delete the ones it processed.
+
+    Failed messages stay on the queue (SQS redelivers them after their visibility
+    timeout, and moves them to the DLQ after maxReceiveCount). `invocations` > 1 hands
+    the same batch to the handler again, as SQS's at-least-once delivery may.
+    """
+    messages = sqs.receive_message(
+        QueueUrl=queue_url,
+        MaxNumberOfMessages=10,
+        AttributeNames=["All"],
+        MessageAttributeNames=["All"],
+        VisibilityTimeout=visibility_timeout,
+        WaitTimeSeconds=wait_seconds,
+    ).get("Messages", [])
+    if not messages:
+        return BatchResult(0, [], False)
+    event = lambda_sqs_event(messages, queue_arn=queue_arn)
+    failed_ids: set[str] = set()
+    crashed = False
+    for _ in range(invocations):
+        context = FakeLambdaContext(f"stepline-{role}", lambda_timeout, time.monotonic())
+        try:
+            response = handler(event, context, services=services)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException:
+            # The invocation died: Lambda returns every message of the batch to the queue.
+            crashed = True
+            failed_ids |= {message["MessageId"] for message in messages}
+            continue
+        failed_ids |= {item["itemIdentifier"] for item in response.get("batchItemFailures", [])}
+    done = [m for m in messages if m["MessageId"] not in failed_ids]
+    if done:
+        sqs.delete_message_batch(
+            QueueUrl=queue_url,
+            Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)
+            ],
+        )
+    failed = [m for m in messages if m["MessageId"] in failed_ids]
+    return BatchResult(len(messages), failed, crashed)
+
+
+def retry_now(sqs: Any, queue_url: str, messages: list[dict[str, Any]]) -> None:
+    """Make failed messages visible again at once instead of after the timeout."""
+    if messages:
+        sqs.change_message_visibility_batch(
+            QueueUrl=queue_url,
+            Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
+                for i, m in enumerate(messages)
+            ],
+        )
+
+
+def fire_due_schedules(
+    scheduler: Any, sqs: Any, *, group: str, now: datetime, queue_url_of: dict[str, str]
+) -> int:
+    """Do what EventBridge Scheduler would: send each due `at()` schedule's input to its
+    target queue, then delete the schedule. Returns how many fired.
+
+    Safe to run in several processes at once: a schedule fired twice sends two messages,
+    and the engine treats the second as a stale wake-up.
+    """
+    fired = 0
+    for summary in scheduler.list_schedules(GroupName=group).get("Schedules", []):
+        try:
+            schedule = scheduler.get_schedule(Name=summary["Name"], GroupName=group)
+        except scheduler.exceptions.ResourceNotFoundException:
+            continue  # another worker fired it meanwhile
+        expression = schedule["ScheduleExpression"]
+        if not expression.startswith("at("):
+            continue
+        due = datetime.strptime(expression[3:-1], _SCHEDULE_AT).replace(tzinfo=UTC)
+        if due > now:
+            continue
+        target = schedule["Target"]
+        sqs.send_message(QueueUrl=queue_url_of[target["Arn"]], MessageBody=target["Input"])
+        try:
+            scheduler.delete_schedule(Name=summary["Name"], GroupName=group)
+        except scheduler.exceptions.ResourceNotFoundException:
+            pass
+        fired += 1
+    return fired

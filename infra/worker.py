@@ -1,0 +1,118 @@
+"""Long-running workers: the queues' handlers in threads, in real time.
+
+`stepline dev` and `stepline worker` use this where Lambda is not available: one thread
+per queue long-polls it and hands each batch to its handler (as an SQS event source
+mapping would), and on a moto endpoint a pump thread fires due Scheduler schedules
+(moto never does). Several worker processes on one endpoint are safe: runs are guarded
+by conditional writes and leases, and a schedule fired twice is a harmless stale wake-up.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from infra import delivery
+from infra.wiring import Services
+
+log = logging.getLogger("stepline.worker")
+
+
+@dataclass
+class QueueSet:
+    """URLs and ARNs of the four queues a worker serves, by role."""
+
+    urls: dict[str, str]
+    arns: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def discover(cls, sqs: Any, urls: dict[str, str]) -> QueueSet:
+        arns = {
+            role: sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+                "QueueArn"
+            ]
+            for role, url in urls.items()
+        }
+        return cls(urls=urls, arns=arns)
+
+
+class Worker:
+    def __init__(
+        self,
+        services: Services,
+        queues: QueueSet,
+        *,
+        fire_schedules: bool,
+        poll_seconds: int = 1,
+        visibility_timeout: int = 30,
+        lambda_timeout: timedelta = timedelta(minutes=15),
+    ) -> None:
+        self.services = services
+        self.queues = queues
+        self.fire_schedules = fire_schedules
+        self.poll_seconds = poll_seconds
+        self.visibility_timeout = visibility_timeout
+        self.lambda_timeout = lambda_timeout
+        self.stop_event = threading.Event()
+        self.processed: dict[str, int] = dict.fromkeys(queues.urls, 0)
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        handlers = delivery.handlers()
+        for role in self.queues.urls:
+            thread = threading.Thread(
+                target=self._serve,
+                args=(role, handlers[role]),
+                name=f"stepline-{role}",
+                daemon=True,
+            )
+            thread.start()
+            self._threads.append(thread)
+        if self.fire_schedules:
+            thread = threading.Thread(target=self._pump, name="stepline-timers", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self, timeout: float = 30) -> None:
+        """Stop polling; a batch being handled is finished first."""
+        self.stop_event.set()
+        for thread in self._threads:
+            thread.join(timeout)
+
+    def _serve(self, role: str, handler: delivery.Handler) -> None:
+        sqs = self.services.clients.sqs
+        while not self.stop_event.is_set():
+            try:
+                result = delivery.deliver_batch(
+                    sqs,
+                    queue_url=self.queues.urls[role],
+                    queue_arn=self.queues.arns[role],
+                    role=role,
+                    handler=handler,
+                    services=self.services,
+                    lambda_timeout=self.lambda_timeout,
+                    visibility_timeout=self.visibility_timeout,
+                    wait_seconds=self.poll_seconds,
+                )
+                self.processed[role] += result.received - len(result.failed)
+            except Exception as error:
+                log.warning("%s queue: polling failed (%s); retrying in a second", role, error)
+                self.stop_event.wait(1)
+
+    def _pump(self) -> None:
+        settings = self.services.settings
+        url_of = {self.queues.arns[role]: url for role, url in self.queues.urls.items()}
+        while not self.stop_event.wait(1):
+            try:
+                delivery.fire_due_schedules(
+                    self.services.clients.scheduler,
+                    self.services.clients.sqs,
+                    group=settings.schedule_group,
+                    now=datetime.now(UTC),
+                    queue_url_of=url_of,
+                )
+            except Exception as error:
+                log.warning("timer pump failed (%s); retrying in a second", error)

@@ -1,0 +1,50 @@
+"""Workflows the CLI tests run in `stepline dev` / `stepline worker` subprocesses.
+
+Side effects go to files under STEPLINE_TEST_DIR so the test process can see them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from sdk import App, Context, NonRetriableError
+
+app = App("cli-test")
+
+
+def _dir() -> Path:
+    return Path(os.environ.get("STEPLINE_TEST_DIR", "."))
+
+
+def note(name: str) -> str:
+    with (_dir() / "effects.log").open("a") as log:
+        log.write(name + "\n")
+    return name
+
+
+def charge() -> str:
+    note("charge")
+    if (_dir() / "decline-charges").exists():
+        raise NonRetriableError("card declined")
+    return "charged"
+
+
+@app.workflow("quick", trigger="test/quick")
+def quick(ctx: Context) -> str:
+    return ctx.step.run("hello", lambda: f"hello {ctx.event.data['name']}")
+
+
+@app.workflow("nap", trigger="test/nap")
+def nap(ctx: Context) -> str:
+    ctx.step.run("before", note, "before-nap")
+    ctx.step.sleep("nap", "1h")
+    return "rested"
+
+
+@app.workflow("checkout", trigger="test/checkout")
+def checkout(ctx: Context) -> str:
+    ctx.step.run("reserve", note, "reserve")
+    ctx.step.run("charge", charge)
+    ctx.step.run("ship", note, "ship")
+    return "shipped"
