@@ -16,10 +16,12 @@ def billing(ctx: Context) -> dict[str, Any]:
     amount = ctx.event.data["amount"]
     ctx.step.sleep_until("wait-for-invoice-date", ctx.event.data["invoiceDate"])
 
-    for _ in range(3):
+    for attempt in range(3):
         # The same step id each time round: the engine numbers the repeats
         # ("attempt-charge", "attempt-charge#2", ...) so each is recorded on its own.
-        charge = ctx.step.run("attempt-charge", payments.charge, account, amount)
+        # The idempotency key makes a re-run after a crash return the same charge.
+        key = f"{ctx.run_id}/charge/{attempt}"
+        charge = ctx.step.run("attempt-charge", payments.charge, account, amount, key)
         if charge["success"]:
             break
         ctx.step.sleep("wait-24h", "24h")

@@ -44,14 +44,23 @@ class Users:
 
 @dataclass
 class Payments:
-    """Charges succeed or fail per account, in the order the test or demo scripts."""
+    """Charges succeed or fail per account, in the order the test or demo scripts.
+
+    Like Stripe, a charge with an idempotency key already seen returns the first result
+    instead of charging again: a step re-run after a crash cannot charge twice.
+    """
 
     script: dict[str, list[bool]] = field(default_factory=dict)
     charges: list[dict[str, Any]] = field(default_factory=list)
     recorded: list[str] = field(default_factory=list)
+    calls: int = 0
+    _by_key: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1), repr=False)
 
-    def charge(self, account_id: str, amount: int) -> dict[str, Any]:
+    def charge(self, account_id: str, amount: int, idempotency_key: str = "") -> dict[str, Any]:
+        self.calls += 1
+        if idempotency_key and idempotency_key in self._by_key:
+            return self._by_key[idempotency_key]
         outcomes = self.script.get(account_id, [])
         success = outcomes.pop(0) if outcomes else True
         charge = {
@@ -61,10 +70,13 @@ class Payments:
             "success": success,
         }
         self.charges.append(charge)
+        if idempotency_key:
+            self._by_key[idempotency_key] = charge
         return charge
 
     def record_payment(self, charge: dict[str, Any]) -> dict[str, Any]:
-        self.recorded.append(charge["id"])
+        if charge["id"] not in self.recorded:  # an upsert, as in the seed
+            self.recorded.append(charge["id"])
         return {"payment": charge["id"], "status": "recorded"}
 
 

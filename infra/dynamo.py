@@ -17,7 +17,10 @@ condition, and an event finds its waits with one Query on the `waiters` index.
 Concurrency: the run item is guarded by its version (`v = :expected`), step records by
 their previous content (`r = :raw`) or absence. Conflicts come back as `RunConflict` /
 `StepConflict` carrying the current item (`ReturnValuesOnConditionCheckFailure`), so the
-engine never needs a read to learn why a write lost. Throttling is retried by botocore
+engine never needs a read to learn why a write lost. A conflict with exactly the item we
+were writing is a success: an earlier attempt committed, its response was lost, and
+botocore retried (found by the throttling suite; without this the engine abandoned runs
+it had in fact claimed). Throttling is retried by botocore
 (standard mode); what is left becomes `TransientError`. No `ClientError` leaves here.
 """
 
@@ -236,7 +239,9 @@ class DynamoStore:
             except ClientError as error:
                 if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
                     old = error.response.get("Item")
-                    return self._run_from(old) if old else self.get_run(run.run_id)
+                    existing = self._run_from(old) if old else self.get_run(run.run_id)
+                    # An earlier attempt of this very call committed: it was created.
+                    return None if existing == run else existing
                 raise self._translate(error) from None
             except BotoCoreError as error:
                 raise TransientError(f"DynamoDB unreachable: {error}") from None
@@ -266,7 +271,8 @@ class DynamoStore:
             if error.response["Error"]["Code"] == "TransactionCanceledException":
                 reasons = error.response.get("CancellationReasons", [])
                 if len(reasons) > 1 and reasons[1].get("Code") == "ConditionalCheckFailed":
-                    return self.get_run(run.run_id)
+                    existing = self.get_run(run.run_id)
+                    return None if existing == run else existing
             raise self._translate(error) from None
         except BotoCoreError as error:
             raise TransientError(f"DynamoDB unreachable: {error}") from None
@@ -284,7 +290,12 @@ class DynamoStore:
         except ClientError as error:
             if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 old = error.response.get("Item")
-                raise RunConflict(self._run_from(old) if old else None) from None
+                current = self._run_from(old) if old else None
+                if current == run:
+                    # Our own write: an earlier attempt committed but its response was
+                    # lost (a timeout, a 5xx) and botocore retried. It succeeded.
+                    return
+                raise RunConflict(current) from None
             raise self._translate(error) from None
         except BotoCoreError as error:
             raise TransientError(f"DynamoDB unreachable: {error}") from None
@@ -337,7 +348,11 @@ class DynamoStore:
         except ClientError as error:
             if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 old = error.response.get("Item")
-                raise StepConflict(self._step_from(old) if old else None) from None
+                current = self._step_from(old) if old else None
+                if current is not None and current.raw == raw:
+                    # Our own write, committed by an attempt whose response was lost.
+                    return record.model_copy(update={"raw": raw})
+                raise StepConflict(current) from None
             raise self._translate(error) from None
         except BotoCoreError as error:
             raise TransientError(f"DynamoDB unreachable: {error}") from None

@@ -1,27 +1,178 @@
-"""Test-only fault injection around the ports: fail or crash at a chosen call."""
+"""Test-only fault injection around the ports: crash or fail at a chosen call.
+
+`FaultPlan` wraps every port (store, match index, event log, queue, timers, bus) and,
+at the boundary it is given, raises `SimulatedCrash` (the process dies: nothing after
+that point runs) or an injected error. Boundaries are named after what was just done or
+is about to be done, e.g. "after-step-record" or "before-timer".
+"""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from engine.model import RunStatus, StepKind, StepStatus
 from engine.ports import Ports
 
 
 class SimulatedCrash(BaseException):
-    """The process dies here: nothing after this point runs (not an Exception on purpose)."""
+    """The process dies here (not an Exception, so no handler code can catch it)."""
+
+
+Predicate = Callable[[str, tuple, dict], bool]
+
+
+def _record(args: tuple) -> Any:
+    return args[1] if len(args) > 1 else None
+
+
+def _step_outcome(args: tuple, kwargs: dict) -> bool:
+    record = _record(args)
+    return (
+        record is not None
+        and record.kind in (StepKind.RUN, StepKind.SEND)
+        and record.status in (StepStatus.COMPLETED, StepStatus.FAILED, StepStatus.RETRYING)
+    )
+
+
+def _run_status(*statuses: RunStatus) -> Predicate:
+    return lambda name, args, kwargs: name == "write_run" and args[0].status in statuses
+
+
+# Each boundary: (port, phase, predicate on (method, args, kwargs)).
+BOUNDARIES: dict[str, tuple[str, str, Predicate]] = {
+    # The engine
+    "before-claim": ("store", "before", _run_status(RunStatus.RUNNING)),
+    "after-claim": ("store", "after", _run_status(RunStatus.RUNNING)),
+    "before-step-record": (
+        "store",
+        "before",
+        lambda name, args, kwargs: name == "put_step" and _step_outcome(args, kwargs),
+    ),
+    "after-step-record": (
+        "store",
+        "after",
+        lambda name, args, kwargs: name == "put_step" and _step_outcome(args, kwargs),
+    ),
+    "after-suspension-record": (
+        "store",
+        "after",
+        _run_status(RunStatus.SLEEPING, RunStatus.WAITING, RunStatus.QUEUED),
+    ),
+    "before-timer": ("timers", "before", lambda name, args, kwargs: name == "arm"),
+    "during-waiter-registration": (
+        "store",
+        "after",
+        lambda name, args, kwargs: (
+            name == "put_step"
+            and _record(args).kind is StepKind.WAIT
+            and _record(args).status is StepStatus.WAITING
+            and kwargs.get("expected") is None
+        ),
+    ),
+    "after-run-finished": (
+        "store",
+        "after",
+        _run_status(RunStatus.COMPLETED, RunStatus.FAILED),
+    ),
+    # Queues: the handler enqueued its follow-up, then died before SQS deleted its message.
+    "after-enqueue": ("queue", "after", lambda name, args, kwargs: name == "enqueue"),
+    "after-publish": ("bus", "after", lambda name, args, kwargs: name == "publish"),
+    # Event handlers
+    "after-run-created": ("store", "after", lambda name, args, kwargs: name == "create_run"),
+    "after-event-logged": ("store", "after", lambda name, args, kwargs: name == "record_event"),
+    "after-wait-resolved": (
+        "store",
+        "after",
+        lambda name, args, kwargs: (
+            name == "put_step"
+            and _record(args).kind in (StepKind.WAIT, StepKind.INVOKE)
+            and _record(args).status is StepStatus.COMPLETED
+            and (_record(args).indexed or _record(args).kind is StepKind.INVOKE)
+        ),
+    ),
+    "after-poke": ("store", "after", lambda name, args, kwargs: name == "poke"),
+    "during-cancellation": ("store", "after", _run_status(RunStatus.CANCELLED)),
+}
+
+
+@dataclass
+class FaultPlan:
+    """Fire at the `occurrence`-th call matching `boundary` (1-based), `times` times in a row."""
+
+    boundary: str | None = None
+    occurrence: int = 1
+    times: int = 1
+    make_error: Callable[[], BaseException] = lambda: SimulatedCrash("injected crash")
+    seen: int = 0
+    fired: int = 0
+    calls: dict[str, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _check(self, port: str, phase: str, name: str, args: tuple, kwargs: dict) -> None:
+        if self.boundary is None:
+            return
+        wanted_port, wanted_phase, predicate = BOUNDARIES[self.boundary]
+        if port != wanted_port or phase != wanted_phase or not predicate(name, args, kwargs):
+            return
+        with self._lock:
+            self.seen += 1
+            due = self.occurrence <= self.seen < self.occurrence + self.times
+            if due:
+                self.fired += 1
+        if due:
+            raise self.make_error()
+
+    def hook(self, ports: Ports) -> Ports:
+        store = _Intercept(ports.store, "store", self)
+        return replace(
+            ports,
+            store=store,
+            index=store,
+            events=store,
+            queue=_Intercept(ports.queue, "queue", self),
+            timers=_Intercept(ports.timers, "timers", self),
+            bus=_Intercept(ports.bus, "bus", self),
+        )
+
+
+class _Intercept:
+    def __init__(self, inner: Any, port: str, plan: FaultPlan) -> None:
+        self._inner = inner
+        self._port = port
+        self._plan = plan
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self._inner, name)
+        if not callable(target):
+            return target
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self._plan._check(self._port, "before", name, args, kwargs)
+            result = target(*args, **kwargs)
+            self._plan._check(self._port, "after", name, args, kwargs)
+            return result
+
+        return call
+
+
+# -- the narrower helpers the core tests use ----------------------------------------------
+
+
+def wrap_store(before=None, after=None) -> Callable[[Ports], Ports]:
+    def hook(ports: Ports) -> Ports:
+        store = Intercept(ports.store, before, after)
+        return replace(ports, store=store, index=store, events=store)
+
+    return hook
 
 
 class Intercept:
-    """Wraps a port; `rule(method, args, kwargs)` may raise before (or after) the real call."""
+    """Wraps a port; `before(method, args, kwargs)` / `after(...)` may raise."""
 
-    def __init__(
-        self,
-        inner: Any,
-        before: Callable[[str, tuple, dict], None] | None = None,
-        after: Callable[[str, tuple, dict, Any], None] | None = None,
-    ) -> None:
+    def __init__(self, inner: Any, before=None, after=None) -> None:
         self._inner = inner
         self._before = before
         self._after = after
@@ -40,14 +191,6 @@ class Intercept:
             return result
 
         return call
-
-
-def wrap_store(before=None, after=None) -> Callable[[Ports], Ports]:
-    def hook(ports: Ports) -> Ports:
-        store = Intercept(ports.store, before, after)
-        return replace(ports, store=store, index=store, events=store)
-
-    return hook
 
 
 def crash_once(predicate: Callable[[str, tuple, dict], bool]):
