@@ -218,7 +218,14 @@ WorkReason = Literal["start", "timer", "event", "continue", "child"]
 
 
 class WorkMessage(_Record):
-    """A work-queue message: "look at this run". Every message is an idempotent poke."""
+    """A work-queue message: "look at this run". Every message is an idempotent poke.
+
+    It carries no outcome and no instruction: the engine decides what to do from the
+    stored run alone, so a forged or replayed message can at most make it look again.
+    Unknown fields are refused (the message goes to the dead-letter queue).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     run_id: str = Field(min_length=1)
     reason: WorkReason

@@ -21,7 +21,8 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from engine.logcontext import log_context
 from engine.ports import TransientError
-from infra.logs import configure_lambda_logging
+from infra.eventbridge import decode_envelope
+from infra.logs import configure_lambda_logging, redact
 from infra.settings import Settings
 from infra.wiring import Services, build_services, load_app
 
@@ -88,6 +89,19 @@ def process_batch(
     return process_partial_response(
         event=event, record_handler=on_record, processor=processor, context=context
     )
+
+
+def decode_event(body: str, services: Services) -> Any:
+    """The Event in an event-queue record; its data is logged only at DEBUG, redacted."""
+    event = decode_envelope(body)
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug(
+            "event %s (%s) data: %s",
+            event.id,
+            event.name,
+            redact(event.data, services.settings.redact_fields),
+        )
+    return event
 
 
 def remaining_seconds(context: Any) -> Callable[[], float]:

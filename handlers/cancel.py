@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from handlers._shared import default_services, process_batch
-from infra.eventbridge import decode_envelope
+from handlers._shared import decode_event, default_services, process_batch
 from infra.wiring import Services
 
 
@@ -17,5 +16,5 @@ def handler(
         event,
         context,
         "cancel",
-        lambda record: svc.router.cancel_matching(decode_envelope(record.body)),
+        lambda record: svc.router.cancel_matching(decode_event(record.body, svc)),
     )

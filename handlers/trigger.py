@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from handlers._shared import default_services, process_batch
-from infra.eventbridge import decode_envelope
+from handlers._shared import decode_event, default_services, process_batch
 from infra.wiring import Services
 
 
@@ -14,5 +13,5 @@ def handler(
 ) -> dict[str, Any]:
     svc = services or default_services()
     return process_batch(
-        event, context, "trigger", lambda record: svc.router.trigger(decode_envelope(record.body))
+        event, context, "trigger", lambda record: svc.router.trigger(decode_event(record.body, svc))
     )

@@ -338,6 +338,13 @@ def worker(
         help="Fire due Scheduler schedules (default: on with --endpoint, where moto never does).",
     ),
     poll_seconds: int = typer.Option(1, "--poll-seconds", help="SQS long-poll wait."),
+    visibility_timeout: int = typer.Option(
+        30,
+        "--visibility-timeout",
+        min=1,
+        help="Seconds a received message stays hidden; a worker that dies frees its "
+        "messages after this long.",
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug lines."),
 ) -> None:
     """Run the engine and event handlers against an existing endpoint (or real AWS).
@@ -364,6 +371,7 @@ def worker(
         queues,
         fire_schedules=bool(endpoint) if fire_schedules is None else fire_schedules,
         poll_seconds=poll_seconds,
+        visibility_timeout=visibility_timeout,
     )
     _configure_console_logging(verbose)
     worker.start()

@@ -97,3 +97,23 @@ def requests_of() -> Iterator[Any]:
         return RequestCounter().attach(runtime.services.clients)
 
     yield attach
+
+
+@pytest.fixture
+def atomic_aws_requests(monkeypatch):
+    """Make each mocked AWS request atomic, as DynamoDB's conditional writes are.
+
+    moto's in-process backend checks a condition and then writes without a lock, so
+    threads racing on one item can both pass the check; moto's server mode, like AWS,
+    does not allow that. Tests that race threads on purpose use this fixture.
+    """
+    from moto.core.botocore_stubber import BotocoreStubber
+
+    original = BotocoreStubber.__call__
+    lock = threading.RLock()
+
+    def call(self, *args, **kwargs):
+        with lock:
+            return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(BotocoreStubber, "__call__", call)

@@ -37,7 +37,9 @@ def test_every_message_delivered_twice_reaches_the_same_final_state():
     services.reset()
 
 
-def test_two_engine_invocations_racing_on_one_run_record_each_step_once(effects):
+def test_two_engine_invocations_racing_on_one_run_record_each_step_once(
+    effects, atomic_aws_requests
+):
     app = App("t")
     gate = threading.Barrier(2, timeout=10)
 

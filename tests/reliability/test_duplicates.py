@@ -36,7 +36,7 @@ def test_every_message_delivered_several_times_reaches_the_same_final_state(
     assert effects == expected_effects
 
 
-def test_workers_racing_on_the_same_runs_record_each_step_once():
+def test_workers_racing_on_the_same_runs_record_each_step_once(atomic_aws_requests):
     app = App("race")
     calls: dict[str, int] = {}
     lock = threading.Lock()
