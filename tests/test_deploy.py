@@ -27,7 +27,6 @@ from typing import Any
 
 import boto3
 import pytest
-from cfnlint.decode import cfn_yaml
 from moto import mock_aws
 from samtranslator.translator.managed_policy_translator import ManagedPolicyLoader
 from samtranslator.translator.transform import transform
@@ -40,6 +39,7 @@ from infra.resources import TTL_ATTRIBUTE
 from infra.settings import Settings
 from infra.wiring import Services, build_services, load_app
 from sdk import App, CancelOn, Context, Event
+from tests.cfn_template import load_template
 from tests.iam_audit import Audit, allows, role_statements
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,7 +92,7 @@ class Stack:
 
 def deploy(session: Any, name: str, parameters: dict[str, str]) -> Stack:
     """What `sam build && sam deploy` does, on moto: translate, upload the code, create."""
-    template = json.loads(json.dumps(cfn_yaml.load(str(ROOT / "template.yaml"))))
+    template = load_template()
     s3 = session.client("s3")
     bucket = f"{name}-code"
     s3.create_bucket(Bucket=bucket)

@@ -1,8 +1,8 @@
 """One source of truth: template.yaml declares the resources infra/resources.py and
 infra/settings.py describe, so what runs locally is what deploys.
 
-The template is read as CloudFormation reads it (cfn-lint's YAML loader keeps !Ref,
-!GetAtt and !Sub as their long forms); the expected shapes are imported, not repeated.
+The template is read as CloudFormation reads it (tests/cfn_template.py turns !Ref, !GetAtt
+and !Sub into their long forms); the expected shapes are imported, not repeated.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cfnlint.decode import cfn_yaml
 
 from infra.resources import (
     ALL_EVENTS_PATTERN,
@@ -28,9 +27,10 @@ from infra.resources import (
 )
 from infra.settings import ENVIRONMENT_VARIABLES
 from sdk import parse_duration
+from tests.cfn_template import load_template
 
 ROOT = Path(__file__).resolve().parent.parent
-TEMPLATE: dict[str, Any] = cfn_yaml.load(str(ROOT / "template.yaml"))
+TEMPLATE: dict[str, Any] = load_template()
 RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
 STACK_PREFIX = "${AWS::StackName}"  # names derive from the stack as local ones from the prefix
 HANDLERS = {
