@@ -43,7 +43,8 @@ def _statement_applies(statement: Statement, action: str, resource: str, context
         raise AssertionError(f"the IAM audit does not evaluate {sorted(unsupported)}")
     if not any(fnmatch.fnmatch(action.lower(), p.lower()) for p in _as_list(statement["Action"])):
         return False
-    if not any(fnmatch.fnmatchcase(resource, p) for p in _as_list(statement["Resource"])):
+    # A trust policy has no Resource: the role itself is the resource.
+    if not any(fnmatch.fnmatchcase(resource, p) for p in _as_list(statement.get("Resource", "*"))):
         return False
     for operator, tests in statement.get("Condition", {}).items():
         if operator not in _CONDITION_OPERATORS:
@@ -68,6 +69,16 @@ def allows(
                 return False
             allowed = True
     return allowed
+
+
+def trusts(role: Mapping[str, Any], service: str, context: dict[str, str]) -> bool:
+    """Whether a role's trust policy lets `service` assume it, in a request with `context`."""
+    statements = [
+        statement
+        for statement in _as_list(role["AssumeRolePolicyDocument"]["Statement"])
+        if service in _as_list(statement.get("Principal", {}).get("Service", []))
+    ]
+    return allows(statements, "sts:AssumeRole", role["Arn"], context)
 
 
 def role_statements(iam: Any, role_name: str) -> list[Statement]:

@@ -40,7 +40,7 @@ from infra.settings import Settings
 from infra.wiring import Services, build_services, load_app
 from sdk import App, CancelOn, Context, Event
 from tests.cfn_template import load_template
-from tests.iam_audit import Audit, allows, role_statements
+from tests.iam_audit import Audit, allows, role_statements, trusts
 
 ROOT = Path(__file__).resolve().parent.parent
 REGION = "us-east-1"
@@ -249,9 +249,14 @@ class Lambdas:
             if due.replace(tzinfo=UTC) > self.clock.now():
                 continue
             target = schedule["Target"]
-            # Scheduler assumes the target's role to send: it must be the stack's, and
-            # allowed to send to the work queue.
+            # Scheduler assumes the target's role, naming the schedule group as the source,
+            # and sends with it: the role must be the stack's, trust this, and allow the send.
             assert target["RoleArn"] == self.stack.outputs["SchedulerRoleArn"]
+            source = {
+                "aws:SourceArn": f"arn:aws:scheduler:{REGION}:{ACCOUNT}:schedule-group/{group}",
+                "aws:SourceAccount": ACCOUNT,
+            }
+            assert trusts(self.stack.scheduler_role, "scheduler.amazonaws.com", source)
             assert allows(self.stack.scheduler_statements, "sqs:SendMessage", target["Arn"])
             queue_name = target["Arn"].rsplit(":", 1)[1]
             sqs.send_message(
@@ -337,9 +342,17 @@ def test_the_stack_is_created_and_its_outputs_are_what_the_functions_use(stack):
     resources = stack.translated["Resources"]
     roles = {name for name, r in resources.items() if r["Type"] == "AWS::IAM::Role"}
     assert roles == {"EngineRole", "TriggerRole", "WaitsRole", "CancelRole", "SchedulerRole"}
-    # Scheduler, and only Scheduler, may assume the wake-up role.
-    [trust] = stack.scheduler_role["AssumeRolePolicyDocument"]["Statement"]
-    assert trust["Principal"] == {"Service": "scheduler.amazonaws.com"}
+    # Scheduler, and only for this stack's schedule group in this account, may assume the
+    # wake-up role.
+    role = stack.scheduler_role
+    group = f"arn:aws:scheduler:{REGION}:{ACCOUNT}:schedule-group/{STACK}"
+    mine = {"aws:SourceArn": group, "aws:SourceAccount": ACCOUNT}
+    assert trusts(role, "scheduler.amazonaws.com", mine)
+    assert not trusts(role, "scheduler.amazonaws.com", {**mine, "aws:SourceArn": f"{group}-other"})
+    assert not trusts(
+        role, "scheduler.amazonaws.com", {**mine, "aws:SourceAccount": "999999999999"}
+    )
+    assert not trusts(role, "lambda.amazonaws.com", mine)
 
 
 def test_an_event_on_the_stacks_bus_reaches_the_trigger_waits_and_cancel_queues(stack):
