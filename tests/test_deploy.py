@@ -372,7 +372,11 @@ def test_an_event_on_the_stacks_bus_reaches_the_trigger_waits_and_cancel_queues(
 def test_the_readme_first_event_runs_the_shipped_workflows_package_to_completion(stack):
     # The functions load the app their STEPLINE_APP names: workflows:app by default.
     lambdas = Lambdas(stack, ManualClock(datetime.now(UTC)))
-    event_id = put_event(stack, "app/hello", {"name": "Ada"})
+    readme = (ROOT / "README.md").read_text()
+    [entries] = re.findall(r"aws events put-events --entries '(.*?)'", readme, re.DOTALL)
+    response = stack.client("events").put_events(Entries=json.loads(entries))
+    assert response["FailedEntryCount"] == 0
+    event_id = response["Entries"][0]["EventId"]
     lambdas.drain()
     run = store_of(stack).get_run(run_id_for("hello", event_id))
     assert run is not None and run.status == "COMPLETED"

@@ -134,6 +134,16 @@ def test_each_queue_feeds_its_handler_and_outlasts_its_timeout_six_times():
         assert "Ref" in event["ScalingConfig"]["MaximumConcurrency"]
 
 
+def test_the_duration_settings_parse_as_the_engine_reads_them():
+    env = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
+    pattern = re.compile(TEMPLATE["Parameters"]["Lookback"]["AllowedPattern"])
+    for text in ("24h", "1h30m", "90s", "1w", TEMPLATE["Parameters"]["Lookback"]["Default"]):
+        assert pattern.match(text) and parse_duration(text)
+    assert not pattern.match("a day")
+    for variable in ("STEPLINE_SUSPEND_MARGIN", "STEPLINE_LEASE"):
+        assert parse_duration(env[variable])
+
+
 def test_a_run_claim_outlasts_the_engine_invocation():
     _, engine = function_for("work")
     lease = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]["STEPLINE_LEASE"]
