@@ -266,7 +266,7 @@ class Interpreter:
             self._non_deterministic(key, f"step {record.id!r} ({record.kind})", step_id, kind)
         if record is None and is_group:
             self._non_deterministic(key, "a parallel group", step_id, kind)
-        if record is None or not record.settled:
+        if record is None or not (record.settled or record.elapsed(self.clock.now())):
             self.replaying = False
         return Slot(key=key, step_id=step_id, kind=kind, record=record)
 
@@ -549,16 +549,12 @@ class Interpreter:
                     wake_at=wake_at,
                 ),
             )
-        if record.settled:
+        if record.settled or record.elapsed(now):
+            # Over: its end is not written (see StepRecord.elapsed), which saves a write
+            # per wake-up.
             return
         assert record.wake_at is not None
-        if record.wake_at > now:
-            self.suspend(slot, "sleep", record.wake_at)
-        self.record(
-            slot,
-            record.model_copy(update={"status": StepStatus.COMPLETED, "ended_at": now}),
-            on_conflict="return",
-        )
+        self.suspend(slot, "sleep", record.wake_at)
 
     # -- waits ---------------------------------------------------------------------------
 
