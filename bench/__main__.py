@@ -36,22 +36,22 @@ class Sizes:
 
 
 QUICK = Sizes(
-    overhead_trials=9,
-    resume_trials=5,
+    overhead_trials=15,
+    resume_trials=9,
     resume_sizes=(10, 100, 1000),
     wait_sizes=(10, 1000, 10_000),
     wait_events=3,
-    cold_trials=7,
+    cold_trials=11,
     cost_segments=6,
     mix_inline=10,
 )
 FULL = Sizes(
-    overhead_trials=25,
-    resume_trials=11,
+    overhead_trials=41,
+    resume_trials=21,
     resume_sizes=(10, 100, 1000),
     wait_sizes=(10, 1000, 10_000),
     wait_events=5,
-    cold_trials=15,
+    cold_trials=25,
     cost_segments=10,
     mix_inline=10,
 )
@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     from rich.console import Console
 
-    console = Console(stderr=args.json)
+    console = Console(stderr=args.json, width=150)
     result = run(
         QUICK if args.quick else FULL,
         with_dbos=not args.no_dbos,

@@ -23,6 +23,7 @@ from bench.harness import (
     invoke_engine,
     median,
     runtime,
+    settle,
 )
 from engine.ids import position_key, waiter_key
 from engine.model import StepKind, StepRecord, StepStatus, WaitSpec
@@ -76,6 +77,7 @@ def step_overhead(*, steps: int = 100, trials: int = 7, dbos: Any | None = None)
         def engine_trial() -> None:
             run_id = create_run(rt, "inline")
             engine_per_step.append(invoke_engine(rt, run_id) / steps)
+            _delete_partition(rt, f"RUN#{run_id}")
 
         def put_trial() -> None:
             pk = f"RUN#bare-{uuid.uuid4()}"
@@ -83,15 +85,18 @@ def step_overhead(*, steps: int = 100, trials: int = 7, dbos: Any | None = None)
                 {"pk": {"S": pk}, "sk": {"S": f"STEP#{position_key((i,))}"}, "r": {"S": blob}}
                 for i in range(steps)
             ]
+            settle()
             started = time.perf_counter()
             for item in items:
                 client.put_item(
                     TableName=table, Item=item, ConditionExpression="attribute_not_exists(pk)"
                 )
             put_per_step.append((time.perf_counter() - started) / steps)
+            _delete_partition(rt, pk)
 
         def dbos_trial() -> None:
             assert dbos is not None
+            settle()
             dbos_per_step.append(dbos.run(steps) / steps)
 
         order = [engine_trial, put_trial] + ([dbos_trial] if dbos is not None else [])
@@ -114,6 +119,23 @@ def step_overhead(*, steps: int = 100, trials: int = 7, dbos: Any | None = None)
         dbos_ms = median(dbos_per_step) * 1000
         result.update(dbos_ms_per_step=dbos_ms, dbos_ratio=engine_ms / dbos_ms)
     return result
+
+
+def _delete_partition(rt: LocalRuntime, pk: str) -> None:
+    """Remove what a trial wrote (untimed). moto's Query scans the whole table, so a table
+    that grew trial by trial would make each load slower than the last; on DynamoDB a
+    Query's cost does not depend on the table's size."""
+    client = rt.services.clients.dynamodb
+    keys = [
+        {"DeleteRequest": {"Key": {"pk": item["pk"], "sk": item["sk"]}}}
+        for item in client.query(
+            TableName=rt.settings.table,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": pk}},
+        )["Items"]
+    ]
+    for start in range(0, len(keys), 25):
+        client.batch_write_item(RequestItems={rt.settings.table: keys[start : start + 25]})
 
 
 # -- requests over a realistic mix ---------------------------------------------------------
@@ -363,6 +385,7 @@ def _resume_one(size: int, trials: int) -> dict[str, float]:
                 "ExpressionAttributeValues": {":pk": pk},
                 "ConsistentRead": True,
             }
+            settle()
             started = time.perf_counter()
             while True:
                 page = client.query(**kwargs)
