@@ -16,10 +16,10 @@ import math
 import statistics
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from engine.ids import run_id_for
@@ -54,7 +54,7 @@ class _Context:
 
 def work_event(run_id: str, reason: str = "start") -> dict[str, Any]:
     """The SQS event Lambda would hand the engine for one work message."""
-    body = WorkMessage(run_id=run_id, reason=reason).model_dump_json(exclude_none=True)  # type: ignore[arg-type]
+    body = WorkMessage(run_id=run_id, reason=reason).model_dump_json(exclude_none=True)
     return {
         "Records": [
             {
@@ -327,16 +327,3 @@ class RequestMeter:
         if enabled:
             size = item_size(old) if old else 0
             self.wcu += max(1, math.ceil(size / KB)) * factor
-
-
-# -- timing helpers --------------------------------------------------------------------
-
-
-def timed(fn: Callable[[], Any]) -> float:
-    started = time.perf_counter()
-    fn()
-    return time.perf_counter() - started
-
-
-def advance_to(rt: LocalRuntime, delta: timedelta) -> None:
-    rt.advance(delta)
