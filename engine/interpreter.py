@@ -22,11 +22,10 @@ ask for the step id and kind recorded there; anything else is a `NonDeterminismE
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import logging
 import threading
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -267,7 +266,7 @@ class Interpreter:
             self._non_deterministic(key, f"step {record.id!r} ({record.kind})", step_id, kind)
         if record is None and is_group:
             self._non_deterministic(key, "a parallel group", step_id, kind)
-        if record is None or not record.settled:
+        if record is None or not (record.settled or record.elapsed(self.clock.now())):
             self.replaying = False
         return Slot(key=key, step_id=step_id, kind=kind, record=record)
 
@@ -479,7 +478,7 @@ class Interpreter:
         bind(step_id=slot.step_id)
         try:
             result = call(slot)
-            if asyncio.iscoroutine(result):
+            if isinstance(result, Coroutine):
                 result = _run_coroutine(lambda _: result, None)
         except Exception as error:
             _running_step.reset(token)
@@ -550,16 +549,12 @@ class Interpreter:
                     wake_at=wake_at,
                 ),
             )
-        if record.settled:
+        if record.settled or record.elapsed(now):
+            # Over: its end is not written (see StepRecord.elapsed), which saves a write
+            # per wake-up.
             return
         assert record.wake_at is not None
-        if record.wake_at > now:
-            self.suspend(slot, "sleep", record.wake_at)
-        self.record(
-            slot,
-            record.model_copy(update={"status": StepStatus.COMPLETED, "ended_at": now}),
-            on_conflict="return",
-        )
+        self.suspend(slot, "sleep", record.wake_at)
 
     # -- waits ---------------------------------------------------------------------------
 
@@ -818,6 +813,8 @@ class Interpreter:
             except Exception as error:
                 return "error", error
 
+        import asyncio  # only async workflows need it (and it costs ~7 ms to import)
+
         settled = await asyncio.gather(*(run_branch(index) for index in range(len(branches))))
         return self._join(list(settled))
 
@@ -855,6 +852,7 @@ def _current_attempt() -> int:
 
 def _run_coroutine(fn: Callable[[Any], Any], argument: Any) -> Any:
     """Run an async workflow (or step) to completion from sync code."""
+    import asyncio  # imported here: sync-only apps never pay for it at cold start
 
     async def main() -> Any:
         return await fn(argument)

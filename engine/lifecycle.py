@@ -302,7 +302,7 @@ class Lifecycle:
             return
         now = self.ports.clock.now()
         for key, step in sorted(loaded.steps.items()):
-            if step.settled:
+            if step.settled or step.elapsed(now):
                 if step.indexed:
                     self._withdraw(run_id, key, step, step.status)
                 continue

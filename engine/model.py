@@ -144,6 +144,20 @@ class StepRecord(_Record):
         """True once the step's outcome is final (nothing left to wait for or retry)."""
         return self.status in _SETTLED
 
+    def elapsed(self, now: datetime) -> bool:
+        """A sleep whose wake time has come: it is over, though its record says SLEEPING.
+
+        A sleep is written once, when it starts; its end is not written (it would cost a
+        write per wake-up and say nothing the wake time does not). Views show it as
+        COMPLETED at its wake time once the run has gone past it.
+        """
+        return (
+            self.kind is StepKind.SLEEP
+            and self.status is StepStatus.SLEEPING
+            and self.wake_at is not None
+            and self.wake_at <= now
+        )
+
 
 _SETTLED = frozenset(
     {StepStatus.COMPLETED, StepStatus.FAILED, StepStatus.TIMED_OUT, StepStatus.CANCELLED}

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from engine.model import AttemptFailure, ErrorInfo, LoadedRun, RunRecord, StepRecord
+from engine.model import AttemptFailure, ErrorInfo, LoadedRun, RunRecord, StepRecord, StepStatus
 from sdk import Event
 
 
@@ -84,7 +84,11 @@ class StepView:
     detail: str = ""
 
     @classmethod
-    def of(cls, record: StepRecord) -> StepView:
+    def of(cls, record: StepRecord, run: RunRecord | None = None) -> StepView:
+        status, ended_at = record.status.value, record.ended_at
+        if run is not None and _passed_sleep(record, run):
+            assert record.wake_at is not None
+            status, ended_at = StepStatus.COMPLETED.value, record.wake_at
         detail = ""
         if record.wait is not None:
             detail = f"event {record.wait.event}"
@@ -97,12 +101,12 @@ class StepView:
         return cls(
             id=record.id,
             kind=record.kind.value,
-            status=record.status.value,
+            status=status,
             attempts=record.attempts,
             output=record.output,
             error=record.error,
             started_at=record.started_at,
-            ended_at=record.ended_at,
+            ended_at=ended_at,
             position=record.key,
             wake_at=record.wake_at,
             failures=record.failures,
@@ -135,7 +139,18 @@ class StepView:
 
 
 def history_of(loaded: LoadedRun) -> list[StepView]:
-    return [StepView.of(loaded.steps[key]) for key in sorted(loaded.steps)]
+    return [StepView.of(loaded.steps[key], loaded.run) for key in sorted(loaded.steps)]
+
+
+def _passed_sleep(record: StepRecord, run: RunRecord) -> bool:
+    """Whether the run has gone past this sleep, whose end is not written.
+
+    It has when an invocation at or after the wake time wrote the run (so it replayed
+    the sleep as over) and the run is not still sleeping until that very time.
+    """
+    if record.wake_at is None or not record.elapsed(run.updated_at):
+        return False
+    return run.status.terminal or run.wake_at != record.wake_at
 
 
 def _iso(value: datetime | None) -> str | None:

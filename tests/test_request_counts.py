@@ -61,8 +61,9 @@ def test_a_resume_loads_the_history_with_one_query(requests_of, effects):
         # One Query reads the run, its event and all 31 recorded steps.
         assert counter.counts[("dynamodb", "Query")] == 1
         assert counter.dynamodb_reads == 1
-        # Claim, mark the sleep done, record "after", complete the run.
-        assert counter.dynamodb_writes == 4
+        # Claim, record "after", complete the run. The sleep's end is not written: its
+        # record already holds the wake time.
+        assert counter.dynamodb_writes == 3
         # The timer that woke it was sent before we started counting; nothing else.
         assert counter.sqs_sends == 0
 
@@ -86,3 +87,28 @@ def test_sleeps_use_sqs_delays_up_to_15_minutes_and_scheduler_beyond(requests_of
         rt.advance(timedelta(minutes=16, seconds=1))
         assert rt.run(run_id).status == "COMPLETED"
         assert rt.pending_schedules() == []
+
+
+def test_a_sleep_is_written_once_and_the_audit_trail_still_shows_when_it_ended(requests_of):
+    app = App("t")
+
+    @app.workflow("naps", trigger="go")
+    def flow(ctx: Context) -> str:
+        ctx.step.sleep("first", "5m")
+        ctx.step.sleep("second", "1h")
+        return "done"
+
+    with LocalRuntime(app, start=START) as rt:
+        [run_id] = rt.send(Event(name="go"))
+        [first] = rt.history(run_id)
+        assert (first.status, first.ended_at) == ("SLEEPING", None)
+        counter = requests_of(rt)
+        rt.advance(timedelta(minutes=5, seconds=1))
+        # Claim, record the second sleep, suspend: nothing rewrites the first sleep.
+        assert counter.total("dynamodb", {"PutItem"}) == 3
+        first, second = rt.history(run_id)
+        assert (first.status, first.ended_at) == ("COMPLETED", START + timedelta(minutes=5))
+        assert second.status == "SLEEPING"
+        rt.cancel(run_id)
+        first, second = rt.history(run_id)
+        assert (first.status, second.status) == ("COMPLETED", "CANCELLED")

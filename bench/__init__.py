@@ -1,0 +1,1 @@
+"""Stepline benchmarks: `python -m bench [--quick] [--json]` (see README, Performance)."""

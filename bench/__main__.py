@@ -1,0 +1,241 @@
+"""`python -m bench [--quick] [--json]`: Stepline against its physical floor and DBOS.
+
+Prints a table of the figures and their goals; with `--json`, the last line of stdout is
+one JSON object with every figure and its details. See README.md, "Performance".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import platform
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+from bench import figures
+from bench.dbos_peer import dbos_peer
+
+
+@dataclass(frozen=True)
+class Sizes:
+    overhead_trials: int
+    resume_trials: int
+    resume_sizes: tuple[int, ...]
+    wait_sizes: tuple[int, ...]
+    wait_events: int
+    cold_trials: int
+    cost_segments: int
+    mix_inline: int
+    steps: int = 100
+
+
+QUICK = Sizes(
+    overhead_trials=15,
+    resume_trials=9,
+    resume_sizes=(10, 100, 1000),
+    wait_sizes=(10, 1000, 10_000),
+    wait_events=3,
+    cold_trials=11,
+    cost_segments=6,
+    mix_inline=10,
+)
+FULL = Sizes(
+    overhead_trials=41,
+    resume_trials=21,
+    resume_sizes=(10, 100, 1000),
+    wait_sizes=(10, 1000, 10_000),
+    wait_events=5,
+    cold_trials=25,
+    cost_segments=10,
+    mix_inline=10,
+)
+# Tiny sizes for the smoke test: shapes and types, not meaningful numbers.
+SMOKE = Sizes(
+    overhead_trials=1,
+    resume_trials=1,
+    resume_sizes=(3,),
+    wait_sizes=(2, 4),
+    wait_events=1,
+    cold_trials=1,
+    cost_segments=3,
+    mix_inline=2,
+    steps=5,
+)
+
+# (key, goal text, test of the goal) for the headline figures.
+GOALS: list[tuple[str, str, Any]] = [
+    ("step_overhead_ratio", "<= 1.2", lambda v: v <= 1.2),
+    ("dynamodb_writes_per_inline_step", "== 1.0", lambda v: v == 1.0),
+    ("sqs_requests_per_inline_step", "== 0", lambda v: v == 0),
+    ("dynamodb_writes_per_step", "", None),
+    ("dynamodb_reads_per_step", "", None),
+    ("sqs_requests_per_step", "", None),
+    ("scheduler_requests_per_step", "", None),
+    ("cost_per_million_steps_usd", "<= 0.90", lambda v: v <= 0.90),
+    ("resume_ratio_10", "", None),
+    ("resume_ratio_100", "", None),
+    ("resume_ratio_1000", "<= 1.5", lambda v: v <= 1.5),
+    ("wait_match_requests_flat", "true", lambda v: v is True),
+    ("cold_start_ratio", "<= 1.3", lambda v: v <= 1.3),
+    ("dbos_ratio", "< 0.9", lambda v: v < 0.9),
+]
+
+
+def run(sizes: Sizes, *, with_dbos: bool = True, progress: Any = None) -> dict[str, Any]:
+    """Measure every figure at `sizes`; returns the flat JSON object."""
+
+    def say(text: str) -> None:
+        if progress is not None:
+            progress(text)
+
+    started = time.perf_counter()
+    result: dict[str, Any] = {}
+    peer = dbos_peer() if with_dbos else None
+    try:
+        say("step overhead" + (" and DBOS" if peer else ""))
+        overhead = figures.step_overhead(steps=sizes.steps, trials=sizes.overhead_trials, dbos=peer)
+    finally:
+        if peer is not None:
+            peer.close()
+    result["step_overhead_ratio"] = overhead["step_overhead_ratio"]
+    result["dbos_ratio"] = overhead.get("dbos_ratio")
+    result["step_overhead"] = overhead
+    if peer is None:
+        result["dbos_note"] = (
+            "DBOS is not installed (pip install -e '.[bench]'); dbos_ratio is null"
+            if with_dbos
+            else "DBOS skipped"
+        )
+
+    say("requests over the workflow mix")
+    mix = figures.request_mix(inline=sizes.mix_inline)
+    for key in (
+        "dynamodb_writes_per_step",
+        "dynamodb_reads_per_step",
+        "sqs_requests_per_step",
+        "scheduler_requests_per_step",
+        "dynamodb_writes_per_inline_step",
+        "sqs_requests_per_inline_step",
+    ):
+        result[key] = mix[key]
+    result["requests"] = mix
+
+    say("cost model")
+    cost = figures.cost(segments=sizes.cost_segments)
+    result["cost_per_million_steps_usd"] = cost["cost_per_million_steps_usd"]
+    result["cost"] = cost
+
+    say("resume")
+    resume = figures.resume(sizes=sizes.resume_sizes, trials=sizes.resume_trials)
+    for size, entry in resume.items():
+        result[f"resume_ratio_{size}"] = entry["ratio"]
+    result["resume"] = resume
+
+    say("waits at scale")
+    waits = figures.wait_match(sizes=sizes.wait_sizes, events=sizes.wait_events)
+    result["wait_match_requests_flat"] = waits["wait_match_requests_flat"]
+    result["wait_match"] = waits["by_waiting_runs"]
+
+    say("cold start")
+    cold = figures.cold_start(trials=sizes.cold_trials)
+    result["cold_start_ratio"] = cold["cold_start_ratio"]
+    result["cold_start"] = cold
+
+    result["machine"] = {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+    result["wall_seconds"] = time.perf_counter() - started
+    return result
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        return f"{value:.3f}" if abs(value) < 100 else f"{value:,.0f}"
+    return str(value)
+
+
+def table(result: dict[str, Any]) -> Any:
+    from rich.table import Table
+
+    overhead = result["step_overhead"]
+    cost = result["cost"]
+    notes = {
+        "step_overhead_ratio": f"{overhead['engine_ms_per_step']:.3f} ms vs bare put "
+        f"{overhead['bare_put_ms']:.3f} ms",
+        "dbos_ratio": (
+            f"DBOS {overhead['dbos_ms_per_step']:.3f} ms/step (SQLite)"
+            if "dbos_ms_per_step" in overhead
+            else result.get("dbos_note", "")
+        ),
+        "cost_per_million_steps_usd": f"{cost['steps_per_invocation']} steps/invocation, "
+        f"{cost['lambda_memory_mb']} MB, {cost['engine_ms_per_invocation']:.1f} ms/invocation",
+        "cold_start_ratio": f"{result['cold_start']['slowest_handler']} "
+        f"{result['cold_start']['import_ms'][result['cold_start']['slowest_handler']]:.0f} ms vs "
+        f"boto3 {result['cold_start']['import_ms']['boto3']:.0f} ms",
+        "wait_match_requests_flat": ", ".join(
+            f"{n}: {entry['dynamodb_request_total']} req {entry['ms']:.0f} ms"
+            for n, entry in result["wait_match"].items()
+        ),
+        "dynamodb_writes_per_step": f"over the mix ({result['requests']['steps']} steps)",
+    }
+    for size, entry in result["resume"].items():
+        notes[f"resume_ratio_{size}"] = (
+            f"{entry['resume_ms']:.1f} ms vs Query {entry['query_ms']:.1f} ms"
+        )
+    grid = Table(title="Stepline benchmark (ratios measured side by side; medians)")
+    grid.add_column("figure")
+    grid.add_column("value", justify="right")
+    grid.add_column("goal")
+    grid.add_column("ok")
+    grid.add_column("detail")
+    for key, goal, check in GOALS:
+        if key not in result:
+            continue
+        value = result[key]
+        ok = "" if check is None or value is None else ("yes" if check(value) else "NO")
+        grid.add_row(key, _fmt(value), goal, ok, notes.get(key, ""))
+    return grid
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer trials (2-4 minutes)")
+    parser.add_argument("--json", action="store_true", help="end with one JSON line")
+    parser.add_argument("--no-dbos", action="store_true", help="skip the DBOS peer")
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("stepline").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    from rich.console import Console
+
+    console = Console(stderr=args.json, width=150)
+    result = run(
+        QUICK if args.quick else FULL,
+        with_dbos=not args.no_dbos,
+        progress=lambda text: console.print(f"[dim]measuring {text}...[/dim]"),
+    )
+    result["mode"] = "quick" if args.quick else "full"
+    console.print(table(result))
+    console.print(f"wall time {result['wall_seconds']:.0f} s on {result['machine']['cpus']} cores")
+    if args.json:
+        sys.stdout.write(json.dumps(result, default=str) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,57 @@
+"""The benchmark runs end to end at tiny sizes and reports every key with the right type.
+
+Timings are not asserted (they belong to `python -m bench`); request counts are, where
+they are exact.
+"""
+
+from __future__ import annotations
+
+import json
+
+from bench.__main__ import SMOKE, run, table
+
+FLOAT_KEYS = (
+    "step_overhead_ratio",
+    "dynamodb_writes_per_step",
+    "dynamodb_reads_per_step",
+    "sqs_requests_per_step",
+    "scheduler_requests_per_step",
+    "dynamodb_writes_per_inline_step",
+    "cost_per_million_steps_usd",
+    "resume_ratio_3",
+    "cold_start_ratio",
+)
+
+
+def test_the_bench_reports_every_figure_at_tiny_sizes():
+    result = run(SMOKE, with_dbos=False)
+    for key in FLOAT_KEYS:
+        assert isinstance(result[key], float), key
+        assert result[key] >= 0, key
+    assert isinstance(result["wait_match_requests_flat"], bool)
+    assert result["dbos_ratio"] is None
+    # Exact counts: one write per extra inline step and no SQS between suspensions.
+    assert result["dynamodb_writes_per_inline_step"] == 1.0
+    assert result["sqs_requests_per_inline_step"] == 0.0
+    assert result["wait_match_requests_flat"] is True
+    # One JSON object, and a table that renders.
+    assert json.loads(json.dumps(result, default=str))["cold_start"]["slowest_handler"]
+    assert table(result).row_count > 0
+
+
+def test_the_capacity_model_counts_kilobytes_transactions_and_indexes():
+    from bench.harness import RequestMeter, item_size
+
+    meter = RequestMeter()
+    small = {"pk": {"S": "RUN#a"}, "sk": {"S": "STEP#00000"}, "r": {"S": "x" * 100}}
+    large = {"pk": {"S": "RUN#a"}, "sk": {"S": "STEP#00001"}, "r": {"S": "x" * 1500}}
+    indexed = {**small, "sk": {"S": "STEP#00002"}, "g1pk": {"S": "WAIT#e"}, "g1sk": {"S": "a"}}
+    assert item_size(small) == len("pk") + 5 + len("sk") + 10 + len("r") + 100
+    meter._write(small, False, True)
+    assert meter.wcu == 1
+    meter._write(large, False, True)
+    assert meter.wcu == 3  # 1.5 KB rounds up to 2 units
+    meter._write(indexed, False, True)
+    assert meter.wcu == 5  # the item and its copy in the waiters index
+    meter._write(small, False, True, factor=2)
+    assert meter.wcu == 7  # a transaction costs twice
