@@ -257,20 +257,16 @@ class _PollerMeter:
 
     def __init__(self, rt: LocalRuntime) -> None:
         self.sqs = 0
-        self.invocations = 0
-        self.engine_seconds: list[float] = []
+        self._rt = rt
         rt.clients.sqs.meta.events.register("after-call.sqs.*", self._hook)
-        original = rt._invoke
 
-        def timed_invoke(handler: Any, event: Any, role: str, messages: Any) -> Any:
-            started = time.perf_counter()
-            try:
-                return original(handler, event, role, messages)
-            finally:
-                self.invocations += 1
-                self.engine_seconds.append(time.perf_counter() - started)
+    @property
+    def engine_seconds(self) -> list[float]:
+        return [s for seconds in self._rt.invocation_seconds.values() for s in seconds]
 
-        rt._invoke = timed_invoke  # type: ignore[method-assign]
+    @property
+    def invocations(self) -> int:
+        return len(self.engine_seconds)
 
     def _hook(self, model: Any, parsed: dict[str, Any], **_: Any) -> None:
         name = model.name

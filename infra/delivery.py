@@ -73,6 +73,8 @@ class BatchResult:
     received: int
     failed: list[dict[str, Any]]
     crashed: bool
+    # Wall time of each handler invocation (what Lambda would bill).
+    seconds: tuple[float, ...] = ()
 
 
 def deliver_batch(
@@ -107,8 +109,10 @@ def deliver_batch(
     event = lambda_sqs_event(messages, queue_arn=queue_arn)
     failed_ids: set[str] = set()
     crashed = False
+    seconds: list[float] = []
     for _ in range(invocations):
-        context = FakeLambdaContext(f"stepline-{role}", lambda_timeout, time.monotonic())
+        started = time.monotonic()
+        context = FakeLambdaContext(f"stepline-{role}", lambda_timeout, started)
         try:
             response = handler(event, context, services=services)
         except (KeyboardInterrupt, SystemExit):
@@ -118,6 +122,8 @@ def deliver_batch(
             crashed = True
             failed_ids |= {message["MessageId"] for message in messages}
             continue
+        finally:
+            seconds.append(time.monotonic() - started)
         failed_ids |= {item["itemIdentifier"] for item in response.get("batchItemFailures", [])}
     done = [m for m in messages if m["MessageId"] not in failed_ids]
     if done:
@@ -128,7 +134,7 @@ def deliver_batch(
             ],
         )
     failed = [m for m in messages if m["MessageId"] in failed_ids]
-    return BatchResult(len(messages), failed, crashed)
+    return BatchResult(len(messages), failed, crashed, tuple(seconds))
 
 
 def retry_now(sqs: Any, queue_url: str, messages: list[dict[str, Any]]) -> None:

@@ -115,6 +115,8 @@ class LocalRuntime:
         self.deliveries: dict[str, int] = {"trigger": 0, "waits": 0, "cancel": 0, "work": 0}
         #: Batches in which a handler raised instead of reporting item failures.
         self.crashed_batches = 0
+        #: Wall seconds of every handler invocation, by queue role (what Lambda bills).
+        self.invocation_seconds: dict[str, list[float]] = {role: [] for role in self.deliveries}
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -336,6 +338,7 @@ class LocalRuntime:
         )
         self.deliveries[role] += result.received
         self.crashed_batches += int(result.crashed)
+        self.invocation_seconds[role].extend(result.seconds)
         if result.failed:
             delivery.retry_now(self.clients.sqs, url, result.failed)
             # moto makes a message visible only once the clock passes its visibility
