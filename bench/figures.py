@@ -416,29 +416,25 @@ def _resume_one(size: int, trials: int) -> dict[str, float]:
 
 def _record_steps(rt: LocalRuntime, run_id: str, count: int) -> None:
     """Write `count` completed step records as the engine writes them (batched, untimed)."""
-    store = rt.services.store.store
     now = rt.clock.now()
-    requests = []
-    for index in range(count):
-        record = StepRecord(
-            key=position_key((index,)),
-            id=f"step-{index}",
-            kind=StepKind.RUN,
-            status=StepStatus.COMPLETED,
-            attempts=1,
-            output={"index": index, "ok": True},
-            started_at=now,
-            ended_at=now,
-        )
-        raw = record.model_dump_json(exclude_none=True, exclude_defaults=True)
-        requests.append({"PutRequest": {"Item": store._step_item(run_id, record, raw)}})
-    _batch_write(rt, requests)
-
-
-def _batch_write(rt: LocalRuntime, requests: list[dict[str, Any]]) -> None:
-    client = rt.clients.dynamodb
-    for start in range(0, len(requests), 25):
-        client.batch_write_item(RequestItems={rt.settings.table: requests[start : start + 25]})
+    rt.services.store.write_steps(
+        [
+            (
+                run_id,
+                StepRecord(
+                    key=position_key((index,)),
+                    id=f"step-{index}",
+                    kind=StepKind.RUN,
+                    status=StepStatus.COMPLETED,
+                    attempts=1,
+                    output={"index": index, "ok": True},
+                    started_at=now,
+                    ended_at=now,
+                ),
+            )
+            for index in range(count)
+        ]
+    )
 
 
 # -- waits at scale ------------------------------------------------------------------------
@@ -505,28 +501,30 @@ def wait_match(*, sizes: tuple[int, ...] = (10, 1000, 10_000), events: int = 3) 
 
 
 def _add_waiting_runs(rt: LocalRuntime, count: int) -> None:
-    store = rt.services.store.store
     now = rt.clock.now()
-    requests = []
-    for index in range(count):
-        record = StepRecord(
-            key=position_key((0,)),
-            id="paid",
-            kind=StepKind.WAIT,
-            status=StepStatus.WAITING,
-            started_at=now,
-            wake_at=now + timedelta(days=7),
-            wait=WaitSpec(
-                event=WAIT_EVENT,
-                index_key=waiter_key(WAIT_EVENT, "data.orderId", f"other-{index}"),
-                match="data.orderId",
-                since=now,
-            ),
-            indexed=True,
-        )
-        raw = record.model_dump_json(exclude_none=True, exclude_defaults=True)
-        requests.append({"PutRequest": {"Item": store._step_item(f"bulk-{index}", record, raw)}})
-    _batch_write(rt, requests)
+    rt.services.store.write_steps(
+        [
+            (
+                f"bulk-{index}",
+                StepRecord(
+                    key=position_key((0,)),
+                    id="paid",
+                    kind=StepKind.WAIT,
+                    status=StepStatus.WAITING,
+                    started_at=now,
+                    wake_at=now + timedelta(days=7),
+                    wait=WaitSpec(
+                        event=WAIT_EVENT,
+                        index_key=waiter_key(WAIT_EVENT, "data.orderId", f"other-{index}"),
+                        match="data.orderId",
+                        since=now,
+                    ),
+                    indexed=True,
+                ),
+            )
+            for index in range(count)
+        ]
+    )
 
 
 # -- cold start ------------------------------------------------------------------------------

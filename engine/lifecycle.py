@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from engine.ids import failure_run_id, replay_run_id, run_id_for
 from engine.matching import subscription_key_for
@@ -54,17 +55,7 @@ class Lifecycle:
         if event.ts is None:
             event = event.model_copy(update={"ts": now})
         run_id = run_id or run_id_for(workflow.id, event.id)
-        run = RunRecord(
-            run_id=run_id,
-            workflow_id=workflow.id,
-            status=RunStatus.QUEUED,
-            created_at=now,
-            updated_at=now,
-            event_id=event.id,
-            event_name=event.name,
-            event_ts=event.ts,
-            parent=parent,
-        )
+        run = _queued_run(run_id, workflow, event, now, parent=parent)
         subscriptions = self._subscriptions(workflow, run_id, event, now)
         existing = self.ports.store.create_run(run, event, subscriptions)
         if existing is None:
@@ -151,18 +142,7 @@ class Lifecycle:
         now = self.ports.clock.now()
         new_id = replay_run_id(run_id, workflow.id, now.isoformat())
         event = loaded.event
-        run = RunRecord(
-            run_id=new_id,
-            workflow_id=workflow.id,
-            status=RunStatus.QUEUED,
-            created_at=now,
-            updated_at=now,
-            event_id=event.id,
-            event_name=event.name,
-            event_ts=event.ts,
-            replay_of=run_id,
-            replay_from=from_step,
-        )
+        run = _queued_run(new_id, workflow, event, now, replay_of=run_id, replay_from=from_step)
         # Steps first, the run (and its start message) last: a half-made replay is
         # invisible rather than running without the steps it should keep.
         for step in kept:
@@ -355,3 +335,20 @@ class Lifecycle:
                         run.run_id, f"cancelled by event {event.name} ({event.id}) via cancel_on"
                     )
         return False
+
+
+def _queued_run(
+    run_id: str, workflow: Workflow, event: Event, now: datetime, **extra: Any
+) -> RunRecord:
+    """A new run of `workflow` for `event`, waiting for its first invocation."""
+    return RunRecord(
+        run_id=run_id,
+        workflow_id=workflow.id,
+        status=RunStatus.QUEUED,
+        created_at=now,
+        updated_at=now,
+        event_id=event.id,
+        event_name=event.name,
+        event_ts=event.ts,
+        **extra,
+    )

@@ -358,6 +358,33 @@ class DynamoStore:
             raise TransientError(f"DynamoDB unreachable: {error}") from None
         return record.model_copy(update={"raw": raw})
 
+    def write_steps(self, records: Sequence[tuple[str, StepRecord]]) -> None:
+        """Write (run id, step record) pairs unconditionally, 25 per request.
+
+        Not used by the engine (whose every write is conditional): it seeds tables for
+        benchmarks and scale tests with records exactly as the engine stores them.
+        """
+        requests = [
+            {
+                "PutRequest": {
+                    "Item": self._step_item(
+                        run_id,
+                        record,
+                        record.model_dump_json(exclude_none=True, exclude_defaults=True),
+                    )
+                }
+            }
+            for run_id, record in records
+        ]
+        for start in range(0, len(requests), 25):
+            pending: dict[str, Any] = {self._table: requests[start : start + 25]}
+            while pending:
+                try:
+                    response = self._client.batch_write_item(RequestItems=pending)
+                except ClientError as error:
+                    raise self._translate(error) from None
+                pending = response.get("UnprocessedItems") or {}
+
     def get_step(self, run_id: str, key: str) -> StepRecord | None:
         item = self._call(
             self._client.get_item,

@@ -6,7 +6,6 @@ from datetime import timedelta
 
 from engine.ids import waiter_key
 from engine.model import StepKind, StepRecord, StepStatus, WaitSpec
-from infra.dynamo import DynamoStore
 from infra.local import LocalRuntime
 from sdk import App, Context, Event
 from tests.conftest import START
@@ -27,28 +26,28 @@ def payment_app() -> App:
 
 def add_waiting_runs(rt, count: int) -> None:
     """Put `count` waits on other orders straight into the table (as the engine would)."""
-    store: DynamoStore = rt.services.store.store
-    client = rt.clients.dynamodb
-    requests = []
-    for index in range(count):
-        record = StepRecord(
-            key="00000",
-            id="paid",
-            kind=StepKind.WAIT,
-            status=StepStatus.WAITING,
-            wake_at=START + timedelta(days=7),
-            wait=WaitSpec(
-                event=EVENT,
-                index_key=waiter_key(EVENT, "data.orderId", f"other-{index}"),
-                match="data.orderId",
-                since=START,
-            ),
-            indexed=True,
-        )
-        raw = record.model_dump_json(exclude_none=True, exclude_defaults=True)
-        requests.append({"PutRequest": {"Item": store._step_item(f"bulk-{index}", record, raw)}})
-    for start in range(0, len(requests), 25):
-        client.batch_write_item(RequestItems={rt.settings.table: requests[start : start + 25]})
+    rt.services.store.write_steps(
+        [
+            (
+                f"bulk-{index}",
+                StepRecord(
+                    key="00000",
+                    id="paid",
+                    kind=StepKind.WAIT,
+                    status=StepStatus.WAITING,
+                    wake_at=START + timedelta(days=7),
+                    wait=WaitSpec(
+                        event=EVENT,
+                        index_key=waiter_key(EVENT, "data.orderId", f"other-{index}"),
+                        match="data.orderId",
+                        since=START,
+                    ),
+                    indexed=True,
+                ),
+            )
+            for index in range(count)
+        ]
+    )
 
 
 def cost_of_one_event(waiting_elsewhere: int, requests_of) -> dict[str, object]:
