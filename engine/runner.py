@@ -47,7 +47,7 @@ from engine.model import (
     RunStatus,
     WorkMessage,
 )
-from engine.ports import Ports, RunConflict
+from engine.ports import Ports, RunConflict, TransientError
 from engine.settings import EngineSettings
 from sdk import App
 
@@ -202,9 +202,12 @@ class Runner:
                 if reloaded is None:
                     return
                 loaded = reloaded
-        log.warning(
-            "run %s kept changing during this invocation; leaving it for the next message",
-            loaded.run.run_id,
+        # Giving up here must not ack the message: the run still holds this delivery's
+        # lease, and the pokes that kept changing it were dropped because of that lease.
+        # Failing the message makes SQS redeliver it, and the redelivery takes over.
+        raise TransientError(
+            f"run {loaded.run.run_id} changed {self.settings.max_reloads} times during one "
+            "invocation; the message will be redelivered to continue it"
         )
 
     def _execute(self, loaded: LoadedRun, remaining_time: Callable[[], float]) -> Outcome:

@@ -15,6 +15,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from engine.settings import EngineSettings
 from engine.testing import FakeCluster
 from sdk import App, Context, Event, Retry, StepError
 from tests.conftest import START
@@ -157,3 +158,26 @@ def test_replacing_a_parallel_group_with_a_step_is_non_deterministic():
     run = cluster.store.get_run(run_id)
     assert run.status.value == "FAILED"
     assert "a parallel group" in run.error.message
+
+
+def test_a_run_that_keeps_changing_during_an_invocation_is_redelivered_not_stranded():
+    app = App("t")
+    pokes = {"left": 5}
+    cluster: FakeCluster
+
+    @app.workflow("busy", trigger="go")
+    def flow(ctx: Context) -> str:
+        # Something outside keeps touching the run while each replay is under way (a
+        # burst of events, say): every write of the run item then conflicts.
+        if pokes["left"] > 0:
+            pokes["left"] -= 1
+            cluster.store.poke(ctx.run_id)
+        return ctx.step.run("work", lambda: "ok")
+
+    cluster = FakeCluster(app, start=START, settings=EngineSettings(max_reloads=2))
+    [run_id] = cluster.send(Event(name="go"))
+    run = cluster.store.get_run(run_id)
+    # Each invocation replayed twice, then gave its message back instead of acking it;
+    # the redelivery took the lease over, and the run finished once the changes stopped.
+    assert run.status.value == "COMPLETED" and run.output == "ok"
+    assert pokes["left"] == 0
