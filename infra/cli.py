@@ -224,10 +224,6 @@ def connect(
     )
 
 
-def _load_app(spec: str) -> App:
-    return load_app(spec)
-
-
 def _print_json(value: Any) -> None:
     typer.echo(json.dumps(value, indent=2, default=str, ensure_ascii=False))
 
@@ -274,7 +270,7 @@ def dev(
     Runs in real time until Ctrl-C. Point your app (or `stepline send`) at the printed
     endpoint.
     """
-    application = _load_app(app)
+    application = load_app(app)
     try:
         from moto.server import ThreadedMotoServer
     except ImportError:
@@ -351,7 +347,7 @@ def worker(
 
     Several workers may serve the same endpoint at once.
     """
-    application = _load_app(app)
+    application = load_app(app)
     from infra.worker import QueueSet, Worker
 
     connection = connect(endpoint, region, prefix, create=create_resources_, config=CLIENT_CONFIG)
@@ -532,7 +528,7 @@ def runs_replay(
 
     The workers (`stepline dev`, `stepline worker` or the deployed engine) execute it.
     """
-    application = _load_app(app)
+    application = load_app(app)
     connection = connect(endpoint, region, prefix)
     original = _load_run(connection, run_id).run
     workflow = application.get(original.workflow_id)

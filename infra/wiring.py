@@ -10,7 +10,7 @@ import importlib
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
@@ -74,75 +74,24 @@ class Clients:
         return self._client("events")
 
 
-class _LazyTimers:
-    """Timers whose Scheduler client is created only when a long timer is armed."""
+class _Lazy:
+    """An adapter built on first use, so a handler creates only the clients it calls
+    (the trigger handler never pays for a Scheduler client)."""
 
-    def __init__(self, clients: Clients, settings: Settings, clock: Clock) -> None:
-        self._clients = clients
-        self._settings = settings
-        self._clock = clock
-
-    @cached_property
-    def _timers(self) -> SqsSchedulerTimers:
-        return SqsSchedulerTimers(
-            sqs=self._clients.sqs,
-            scheduler=self._clients.scheduler,
-            queue_url=self._settings.work_queue_url,
-            queue_arn=self._settings.queue_arn,
-            group=self._settings.schedule_group,
-            role_arn=self._settings.scheduler_role_arn,
-            clock=self._clock,
-        )
-
-    def arm(self, run_id: str, at: Any) -> None:
-        self._timers.arm(run_id, at)
-
-    def disarm(self, run_id: str, at: Any) -> None:
-        self._timers.disarm(run_id, at)
-
-
-class _LazyBus:
-    def __init__(self, clients: Clients, settings: Settings) -> None:
-        self._clients = clients
-        self._settings = settings
+    def __init__(self, build: Callable[[], Any]) -> None:
+        self._build = build
 
     @cached_property
-    def _bus(self) -> EventBridgeBus:
-        return EventBridgeBus(
-            self._clients.events, bus=self._settings.event_bus, source=self._settings.event_source
-        )
-
-    def publish(self, events: Any) -> list[str]:
-        return self._bus.publish(events)
-
-
-class _LazyQueue:
-    def __init__(self, clients: Clients, settings: Settings) -> None:
-        self._clients = clients
-        self._settings = settings
-
-    @cached_property
-    def _queue(self) -> SqsWorkQueue:
-        self._settings.require_queue()
-        return SqsWorkQueue(self._clients.sqs, self._settings.work_queue_url)
-
-    def enqueue(self, message: Any, *, delay_seconds: int = 0) -> None:
-        self._queue.enqueue(message, delay_seconds=delay_seconds)
-
-
-class _LazyStore:
-    """Defers the DynamoDB client until the first call."""
-
-    def __init__(self, clients: Clients, settings: Settings) -> None:
-        self._clients = clients
-        self._settings = settings
-
-    @cached_property
-    def store(self) -> DynamoStore:
-        return DynamoStore(self._clients.dynamodb, self._settings.table)
+    def target(self) -> Any:
+        return self._build()
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self.store, name)
+        return getattr(self.target, name)
+
+
+def _work_queue(clients: Clients, settings: Settings) -> SqsWorkQueue:
+    settings.require_queue()
+    return SqsWorkQueue(clients.sqs, settings.work_queue_url)
 
 
 @dataclass
@@ -156,7 +105,6 @@ class Services:
     runner: Runner
     router: EventRouter
     lifecycle: Lifecycle
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def store(self) -> DynamoStore:
@@ -175,14 +123,28 @@ def build_services(
     """Wire adapters to the engine. `ports_hook` may wrap the ports (timer ledger, faults)."""
     clock = clock or SystemClock()
     clients = clients or Clients(settings, session)
-    store: Any = _LazyStore(clients, settings)
+    store: Any = _Lazy(lambda: DynamoStore(clients.dynamodb, settings.table))
     ports = Ports(
         store=store,
         index=store,
         events=store,
-        queue=_LazyQueue(clients, settings),
-        timers=_LazyTimers(clients, settings, clock),
-        bus=_LazyBus(clients, settings),
+        queue=_Lazy(lambda: _work_queue(clients, settings)),
+        timers=_Lazy(
+            lambda: SqsSchedulerTimers(
+                sqs=clients.sqs,
+                scheduler=clients.scheduler,
+                queue_url=settings.work_queue_url,
+                queue_arn=settings.queue_arn,
+                group=settings.schedule_group,
+                role_arn=settings.scheduler_role_arn,
+                clock=clock,
+            )
+        ),
+        bus=_Lazy(
+            lambda: EventBridgeBus(
+                clients.events, bus=settings.event_bus, source=settings.event_source
+            )
+        ),
         clock=clock,
     )
     if ports_hook is not None:

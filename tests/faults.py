@@ -108,7 +108,6 @@ class FaultPlan:
     make_error: Callable[[], BaseException] = lambda: SimulatedCrash("injected crash")
     seen: int = 0
     fired: int = 0
-    calls: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _check(self, port: str, phase: str, name: str, args: tuple, kwargs: dict) -> None:
@@ -126,36 +125,23 @@ class FaultPlan:
             raise self.make_error()
 
     def hook(self, ports: Ports) -> Ports:
-        store = _Intercept(ports.store, "store", self)
+        def wrap(inner: Any, port: str) -> Intercept:
+            return Intercept(
+                inner,
+                before=lambda name, args, kwargs: self._check(port, "before", name, args, kwargs),
+                after=lambda name, args, kwargs, _: self._check(port, "after", name, args, kwargs),
+            )
+
+        store = wrap(ports.store, "store")
         return replace(
             ports,
             store=store,
             index=store,
             events=store,
-            queue=_Intercept(ports.queue, "queue", self),
-            timers=_Intercept(ports.timers, "timers", self),
-            bus=_Intercept(ports.bus, "bus", self),
+            queue=wrap(ports.queue, "queue"),
+            timers=wrap(ports.timers, "timers"),
+            bus=wrap(ports.bus, "bus"),
         )
-
-
-class _Intercept:
-    def __init__(self, inner: Any, port: str, plan: FaultPlan) -> None:
-        self._inner = inner
-        self._port = port
-        self._plan = plan
-
-    def __getattr__(self, name: str) -> Any:
-        target = getattr(self._inner, name)
-        if not callable(target):
-            return target
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            self._plan._check(self._port, "before", name, args, kwargs)
-            result = target(*args, **kwargs)
-            self._plan._check(self._port, "after", name, args, kwargs)
-            return result
-
-        return call
 
 
 # -- the narrower helpers the core tests use ----------------------------------------------

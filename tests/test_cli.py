@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -124,6 +125,44 @@ def dev_server(tmp_path: Path) -> Iterator[tuple[str, Process]]:
 def listening(port: int) -> bool:
     with socket.socket() as probe:
         return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+@contextlib.contextmanager
+def moto_server(directory: Path) -> Iterator[str]:
+    """`moto_server` in a process of its own; yields its endpoint."""
+    port = free_port()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "moto_server"), "-p", str(port)],
+        cwd=directory,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        eventually(lambda: listening(port), timeout=30)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def start_worker(app: str, endpoint: str, test_dir: Path, *options: str) -> Process:
+    """A `stepline worker` process, once it says it is serving."""
+    worker = Process(
+        [
+            sys.executable,
+            "-m",
+            "infra.cli",
+            "worker",
+            "--app",
+            app,
+            "--endpoint",
+            endpoint,
+            *options,
+        ],
+        cli_env(test_dir),
+    )
+    worker.wait_for("serving", timeout=60)
+    return worker
 
 
 def eventually(check: Callable[[], Any], timeout: float = 20) -> Any:
@@ -252,55 +291,30 @@ def test_exit_codes_and_messages_scripts_can_rely_on(dev_server, stepline):
 
 
 def test_workers_against_a_separately_started_moto_server(tmp_path, stepline):
-    port = free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    moto_server = Path(sys.executable).parent / "moto_server"
-    server = subprocess.Popen(
-        [str(moto_server), "-p", str(port)],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     workers: list[Process] = []
-    try:
-        eventually(lambda: listening(port), timeout=30)
-        worker_args = [
-            sys.executable,
-            "-m",
-            "infra.cli",
-            "worker",
-            "--app",
-            APP,
-            "--endpoint",
-            endpoint,
-        ]
-        first = Process([*worker_args, "--create-resources"], cli_env(tmp_path))
-        workers.append(first)
-        first.wait_for("serving")
-        # A second worker on the same endpoint: both take messages, nothing runs twice.
-        second = Process(worker_args, cli_env(tmp_path))
-        workers.append(second)
-        second.wait_for("serving")
+    with moto_server(tmp_path) as endpoint:
+        try:
+            workers.append(start_worker(APP, endpoint, tmp_path, "--create-resources"))
+            # A second worker on the same endpoint: both take messages, nothing runs twice.
+            workers.append(start_worker(APP, endpoint, tmp_path))
 
-        for index in range(6):
-            stepline("send", "test/checkout", "--id", f"order-{index}", "--endpoint", endpoint)
+            for index in range(6):
+                stepline("send", "test/checkout", "--id", f"order-{index}", "--endpoint", endpoint)
 
-        def all_done() -> bool:
-            listed = json.loads(
-                stepline(
-                    "runs", "list", "--workflow", "checkout", "--endpoint", endpoint, "--json"
-                ).stdout
-            )
-            return len(listed) == 6 and all(run["status"] == "COMPLETED" for run in listed)
+            def all_done() -> bool:
+                listed = json.loads(
+                    stepline(
+                        "runs", "list", "--workflow", "checkout", "--endpoint", endpoint, "--json"
+                    ).stdout
+                )
+                return len(listed) == 6 and all(run["status"] == "COMPLETED" for run in listed)
 
-        eventually(all_done, timeout=40)
-        effects = (tmp_path / "effects.log").read_text().split()
-        assert effects.count("reserve") == effects.count("charge") == effects.count("ship") == 6
-        for worker in workers:
-            assert worker.interrupt() == 0
-            assert "stopped" in worker.output
-    finally:
-        for worker in workers:
-            worker.close()
-        server.terminate()
-        server.wait(10)
+            eventually(all_done, timeout=40)
+            effects = (tmp_path / "effects.log").read_text().split()
+            assert effects.count("reserve") == effects.count("charge") == effects.count("ship") == 6
+            for worker in workers:
+                assert worker.interrupt() == 0
+                assert "stopped" in worker.output
+        finally:
+            for worker in workers:
+                worker.close()

@@ -12,8 +12,6 @@ from __future__ import annotations
 import collections
 import json
 import random
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,117 +20,97 @@ import pytest
 
 from infra.dynamo import DynamoStore
 from tests.reliability.figures import add, full_size
-from tests.test_cli import Process, cli_env, eventually, free_port, listening
+from tests.test_cli import Process, eventually, moto_server
+from tests.test_cli import start_worker as start_cli_worker
 
 APP = "tests.reliability.kill_app:app"
 
 pytestmark = pytest.mark.slow
 
 
-def start_worker(endpoint: str, test_dir: Path, *, create: bool = False) -> Process:
-    args = [
-        sys.executable,
-        "-m",
-        "infra.cli",
-        "worker",
-        "--app",
-        APP,
-        "--endpoint",
-        endpoint,
-        "--visibility-timeout",
-        "4",
-    ]
-    worker = Process([*args, "--create-resources"] if create else args, cli_env(test_dir))
-    worker.wait_for("serving", timeout=60)
-    return worker
+def start_worker(endpoint: str, test_dir: Path, *options: str) -> Process:
+    # A short visibility timeout: a killed worker's messages come back within seconds.
+    return start_cli_worker(APP, endpoint, test_dir, "--visibility-timeout", "4", *options)
 
 
 def test_runs_survive_workers_killed_at_random(tmp_path):
     runs, kills, workers_wanted = (200, 20, 3) if full_size() else (36, 6, 3)
     rng = random.Random(7)
-    port = free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "moto_server"), "-p", str(port)],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     workers: list[Process] = []
-    try:
-        eventually(lambda: listening(port), timeout=30)
-        workers.append(start_worker(endpoint, tmp_path, create=True))
-        while len(workers) < workers_wanted:
-            workers.append(start_worker(endpoint, tmp_path))
-        session = boto3.session.Session(
-            region_name="us-east-1", aws_access_key_id="t", aws_secret_access_key="t"
-        )
-        events = session.client("events", endpoint_url=endpoint)
-        store = DynamoStore(session.client("dynamodb", endpoint_url=endpoint), "stepline")
-
-        def put(name: str, data: dict, event_id: str) -> None:
-            detail = {**data, "$stepline": {"id": event_id}}
-            events.put_events(
-                Entries=[{"Source": "kill-test", "DetailType": name, "Detail": json.dumps(detail)}]
+    with moto_server(tmp_path) as endpoint:
+        try:
+            workers.append(start_worker(endpoint, tmp_path, "--create-resources"))
+            while len(workers) < workers_wanted:
+                workers.append(start_worker(endpoint, tmp_path))
+            session = boto3.session.Session(
+                region_name="us-east-1", aws_access_key_id="t", aws_secret_access_key="t"
             )
+            events = session.client("events", endpoint_url=endpoint)
+            store = DynamoStore(session.client("dynamodb", endpoint_url=endpoint), "stepline")
 
-        for number in range(runs):
-            put("kill/go", {"i": number}, f"go-{number}")
+            def put(name: str, data: dict, event_id: str) -> None:
+                detail = {**data, "$stepline": {"id": event_id}}
+                events.put_events(
+                    Entries=[
+                        {"Source": "kill-test", "DetailType": name, "Detail": json.dumps(detail)}
+                    ]
+                )
 
-        deadline = time.monotonic() + (240 if full_size() else 120)
-        approvals_sent = False
-        for kill in range(kills):
-            time.sleep(rng.uniform(0.3, 1.5))
-            if kill == kills // 2 and not approvals_sent:
+            for number in range(runs):
+                put("kill/go", {"i": number}, f"go-{number}")
+
+            deadline = time.monotonic() + (240 if full_size() else 120)
+            approvals_sent = False
+            for kill in range(kills):
+                time.sleep(rng.uniform(0.3, 1.5))
+                if kill == kills // 2 and not approvals_sent:
+                    for number in range(0, runs, 4):
+                        put("kill/approve", {"i": number, "by": f"boss-{number}"}, f"ok-{number}")
+                    approvals_sent = True
+                victim = rng.randrange(len(workers))
+                workers[victim].popen.kill()
+                workers[victim].close()
+                add("workers killed")
+                workers[victim] = start_worker(endpoint, tmp_path)
+            if not approvals_sent:
                 for number in range(0, runs, 4):
                     put("kill/approve", {"i": number, "by": f"boss-{number}"}, f"ok-{number}")
-                approvals_sent = True
-            victim = rng.randrange(len(workers))
-            workers[victim].popen.kill()
-            workers[victim].close()
-            add("workers killed")
-            workers[victim] = start_worker(endpoint, tmp_path)
-        if not approvals_sent:
-            for number in range(0, runs, 4):
-                put("kill/approve", {"i": number, "by": f"boss-{number}"}, f"ok-{number}")
 
-        def finished() -> list:
-            found = store.list_runs(workflow_id="mixed", limit=runs + 10)
-            if len(found) == runs and all(run.status.terminal for run in found):
-                return found
-            assert time.monotonic() < deadline, (
-                f"{sum(r.status.terminal for r in found)}/{runs} runs finished in time; "
-                f"statuses: {collections.Counter(r.status.value for r in found)}"
+            def finished() -> list:
+                found = store.list_runs(workflow_id="mixed", limit=runs + 10)
+                if len(found) == runs and all(run.status.terminal for run in found):
+                    return found
+                assert time.monotonic() < deadline, (
+                    f"{sum(r.status.terminal for r in found)}/{runs} runs finished in time; "
+                    f"statuses: {collections.Counter(r.status.value for r in found)}"
+                )
+                return []
+
+            final = eventually(finished, timeout=deadline - time.monotonic() + 1)
+            add("scenarios run")
+            add("runs checked", runs)
+            add("runs lost", runs - len(final))
+
+            effects = collections.Counter(
+                tuple(line.split()) for line in (tmp_path / "effects.log").read_text().splitlines()
             )
-            return []
-
-        final = eventually(finished, timeout=deadline - time.monotonic() + 1)
-        add("scenarios run")
-        add("runs checked", runs)
-        add("runs lost", runs - len(final))
-
-        effects = collections.Counter(
-            tuple(line.split()) for line in (tmp_path / "effects.log").read_text().splitlines()
-        )
-        for run in final:
-            number = int(run.output["i"]) if run.output else -1
-            assert run.status.value == "COMPLETED", (run.run_id, run.status, run.error)
-            assert run.output == {
-                "i": number,
-                "approved_by": f"boss-{number}" if number % 4 == 0 else None,
-            }
-            loaded = store.load(run.run_id)
-            ids = [step.id for step in loaded.steps.values()]
-            add("duplicate step records", len(ids) - len(set(ids)))
-            assert len(ids) == len(set(ids))
-            for step in loaded.steps.values():
-                if step.kind.value == "run":
-                    ran = effects[(run.run_id, step.id)]
-                    assert 1 <= ran <= step.attempts + kills, (run.run_id, step.id, ran)
-        for worker in workers:
-            assert worker.interrupt() == 0
-    finally:
-        for worker in workers:
-            worker.close()
-        server.terminate()
-        server.wait(10)
+            for run in final:
+                number = int(run.output["i"]) if run.output else -1
+                assert run.status.value == "COMPLETED", (run.run_id, run.status, run.error)
+                assert run.output == {
+                    "i": number,
+                    "approved_by": f"boss-{number}" if number % 4 == 0 else None,
+                }
+                loaded = store.load(run.run_id)
+                ids = [step.id for step in loaded.steps.values()]
+                add("duplicate step records", len(ids) - len(set(ids)))
+                assert len(ids) == len(set(ids))
+                for step in loaded.steps.values():
+                    if step.kind.value == "run":
+                        ran = effects[(run.run_id, step.id)]
+                        assert 1 <= ran <= step.attempts + kills, (run.run_id, step.id, ran)
+            for worker in workers:
+                assert worker.interrupt() == 0
+        finally:
+            for worker in workers:
+                worker.close()
