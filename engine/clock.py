@@ -6,6 +6,8 @@ import random  # noqa: TID251 - this is the Clock port itself: a seeded, determi
 import threading
 from datetime import UTC, datetime, timedelta
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
 
 class ManualClock:
     """Implements the Clock port; `set`/`advance` move it, nothing else does."""
@@ -23,6 +25,10 @@ class ManualClock:
     def random(self) -> float:
         with self._lock:
             return self._random.random()
+
+    def monotonic(self) -> float:
+        """Virtual seconds: only `set` and `advance` move it, like `now`."""
+        return (self._now - _EPOCH).total_seconds()
 
     def set(self, instant: datetime) -> None:
         if instant.tzinfo is None:

@@ -9,7 +9,9 @@ The step-control exceptions derive from `BaseException`, so a workflow's
     │                           records the suspension and arms its wake-up
     ├── FailRun                 the run must fail whatever the code does (non-determinism)
     ├── Superseded              another invocation recorded this step first; this one
-    │                           stops without writing anything more
+    │   │                       stops without writing anything more
+    │   └── RunHalted           the invocation lost its claim on the run before a new
+    │                           step (cancelled, or taken over); see engine/lease.py
     └── InfrastructureFailure   a port failed after its retries; the engine gives the
                                 message back to the queue (wraps a TransientError)
 
@@ -36,6 +38,10 @@ class FailRun(BaseException):
 
 class Superseded(BaseException):
     """Another invocation owns this run now."""
+
+
+class RunHalted(Superseded):
+    """The run was cancelled or claimed by another delivery while this invocation ran."""
 
 
 class InfrastructureFailure(BaseException):

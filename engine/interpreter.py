@@ -47,6 +47,7 @@ from engine.ids import (
     sent_event_id,
     waiter_key,
 )
+from engine.lease import LeaseKeeper
 from engine.lifecycle import Lifecycle
 from engine.logcontext import bind
 from engine.matching import wait_matches
@@ -180,6 +181,7 @@ class Interpreter:
         lifecycle: Lifecycle,
         settings: EngineSettings,
         remaining_time: Callable[[], float],
+        keeper: LeaseKeeper | None = None,
     ) -> None:
         self.app = app
         self.workflow = workflow
@@ -190,6 +192,7 @@ class Interpreter:
         self.lifecycle = lifecycle
         self.settings = settings
         self.remaining_time = remaining_time
+        self.keeper = keeper
         self.history: dict[str, StepRecord] = dict(loaded.steps)
         self._group_prefixes = {key.rsplit(".", 2)[0] for key in self.history if "." in key}
         self.pending: list[Pending] = []
@@ -212,7 +215,12 @@ class Interpreter:
             "logger": self.logger,
             "attempt": _current_attempt,
         }
-        token = _scope.set(Scope(prefix=()))
+        # A context of its own: nothing the workflow sets (the scope, the running-step
+        # marker) outlives this invocation in the thread, whatever interrupts it.
+        return contextvars.copy_context().run(self._execute, context_args)
+
+    def _execute(self, context_args: dict[str, Any]) -> Outcome:
+        _scope.set(Scope(prefix=()))
         try:
             if self.workflow.is_async:
                 actx = AsyncContext(step=_AsyncSteps(self), **context_args)
@@ -231,8 +239,6 @@ class Interpreter:
             if self.fatal is None and not self.pending:
                 return Failed(ErrorInfo.from_exception(error))
             output = None
-        finally:
-            _scope.reset(token)
         if self.fatal is not None:
             return Failed(self.fatal)
         if self.pending:
@@ -268,6 +274,10 @@ class Interpreter:
             self._non_deterministic(key, "a parallel group", step_id, kind)
         if record is None or not (record.settled or record.elapsed(self.clock.now())):
             self.replaying = False
+            if self.keeper is not None:
+                # New work starts here (a step, an attempt, a wait, a sleep, a child):
+                # not once the run was cancelled or claimed elsewhere.
+                self.keeper.check()
         return Slot(key=key, step_id=step_id, kind=kind, record=record)
 
     def open_group(self) -> tuple[int, ...]:
@@ -473,35 +483,56 @@ class Interpreter:
         slot, replayed, value = self.begin_run(kind, step_id)
         if replayed:
             return value
-        started = self.clock.now()
+        started = self._step_started(slot)
         token = _running_step.set((slot.step_id, self.attempt_of(slot) - 1))
-        bind(step_id=slot.step_id)
         try:
             result = call(slot)
             if isinstance(result, Coroutine):
                 result = _run_coroutine(lambda _: result, None)
         except Exception as error:
+            error_to_record: Exception | None = error
+        else:
+            error_to_record = None
+        finally:
+            # Also when a BaseException (a crash, SystemExit, a cancelled task) cuts the
+            # step off: the marker must never outlive the step.
             _running_step.reset(token)
-            self.fail_attempt(slot, started, error)
-        _running_step.reset(token)
+            self._step_ended(slot)
+        if error_to_record is not None:
+            self.fail_attempt(slot, started, error_to_record)
         return self.succeed(slot, started, result)
 
     async def run_async(self, kind: StepKind, step_id: str, call: Callable[[Slot], Any]) -> Any:
         slot, replayed, value = self.begin_run(kind, step_id)
         if replayed:
             return value
-        started = self.clock.now()
+        started = self._step_started(slot)
         token = _running_step.set((slot.step_id, self.attempt_of(slot) - 1))
-        bind(step_id=slot.step_id)
         try:
             result = call(slot)
             if isinstance(result, Awaitable):
                 result = await result
         except Exception as error:
+            error_to_record: Exception | None = error
+        else:
+            error_to_record = None
+        finally:
             _running_step.reset(token)
-            self.fail_attempt(slot, started, error)
-        _running_step.reset(token)
+            self._step_ended(slot)
+        if error_to_record is not None:
+            self.fail_attempt(slot, started, error_to_record)
         return self.succeed(slot, started, result)
+
+    def _step_started(self, slot: Slot) -> datetime:
+        started = self.clock.now()
+        bind(step_id=slot.step_id)
+        if self.keeper is not None:
+            self.keeper.step_started(slot.step_id, started)
+        return started
+
+    def _step_ended(self, slot: Slot) -> None:
+        if self.keeper is not None:
+            self.keeper.step_ended(slot.step_id)
 
     def publisher(self, events: Event | Sequence[Event]) -> Callable[[Slot], list[str]]:
         batch = [events] if isinstance(events, Event) else list(events)
@@ -629,7 +660,7 @@ class Interpreter:
     def _lookback_window(self, event_name: str, now: datetime) -> tuple[datetime, tuple[str, ...]]:
         """Events a new wait may still see: since the run began, minus ones already used."""
         run = self.loaded.run
-        since = max(run.event_ts or run.created_at, now - self.settings.lookback)
+        since = max(run.lookback_start, now - self.settings.lookback)
         # The trigger itself never resolves a wait of its own run.
         consumed = [run.event_id]
         with self._lock:
@@ -773,6 +804,8 @@ class Interpreter:
 
     def parallel_sync(self, branches: Sequence[Callable[[], T]]) -> list[T]:
         _check_branches(branches)
+        if not branches:
+            return []
         prefix = self.open_group()
 
         def run_branch(index: int) -> tuple[str, Any]:
@@ -800,6 +833,8 @@ class Interpreter:
 
     async def parallel_async(self, branches: Sequence[Callable[[], Awaitable[T]]]) -> list[T]:
         _check_branches(branches)
+        if not branches:
+            return []
         prefix = self.open_group()
 
         async def run_branch(index: int) -> tuple[str, Any]:

@@ -134,9 +134,15 @@ class Lifecycle:
                 known = ", ".join(step.id for step in ordered) or "none"
                 raise KeyError(f"run {run_id} has no step {from_step!r} (its steps: {known})")
             for step in ordered:
-                if step.key >= boundary or not step.settled:
+                if step.key >= boundary or step.status is StepStatus.CANCELLED:
                     break
-                if step.status is StepStatus.CANCELLED:
+                if original.passed(step):
+                    # A sleep the run went past: its end was never written (see
+                    # StepRecord.elapsed), but it is over, and the replay keeps it so.
+                    step = step.model_copy(
+                        update={"status": StepStatus.COMPLETED, "ended_at": step.wake_at}
+                    )
+                if not step.settled:
                     break
                 kept.append(step.model_copy(update={"indexed": False, "raw": None}))
         now = self.ports.clock.now()
@@ -265,8 +271,9 @@ class Lifecycle:
             except RunConflict:
                 continue
             log.info("cancelled run %s: %s", run_id, reason)
-            if run.wake_at is not None:
-                self.ports.timers.disarm(run_id, run.wake_at)
+            armed = run.armed_at or run.wake_at
+            if armed is not None and armed > now:
+                self.ports.timers.disarm(run_id, armed)
             self.clean_up_cancelled(run_id)
             return True
         raise RuntimeError(f"run {run_id} kept changing while being cancelled; try again")
@@ -280,37 +287,34 @@ class Lifecycle:
         loaded = self.ports.store.load(run_id)
         if loaded is None or loaded.run.status is not RunStatus.CANCELLED:
             return
+        run = loaded.run
         now = self.ports.clock.now()
+
+        def withdraw(current: StepRecord | None) -> StepRecord | None:
+            """A step of the cancelled run as it must stay: settled and out of the index."""
+            if current is None:
+                return None
+            if current.settled or run.passed(current):
+                # Settled (perhaps by a resolver racing the cancel): just leave the index.
+                return current.model_copy(update={"indexed": False}) if current.indexed else None
+            if current.status in (StepStatus.WAITING, StepStatus.SLEEPING, StepStatus.RETRYING):
+                # Also a sleep whose time came but which the run never went past.
+                return current.model_copy(
+                    update={"status": StepStatus.CANCELLED, "indexed": False, "ended_at": now}
+                )
+            return None
+
         for key, step in sorted(loaded.steps.items()):
-            if step.settled or step.elapsed(now):
-                if step.indexed:
-                    self._withdraw(run_id, key, step, step.status)
-                continue
-            if step.kind is StepKind.INVOKE and step.invoke is not None:
+            if step.kind is StepKind.INVOKE and step.invoke is not None and not step.settled:
                 try:
                     self.cancel(step.invoke.child_run_id, f"parent run {run_id} was cancelled")
                 except KeyError:
                     pass
-            if step.status in (StepStatus.WAITING, StepStatus.SLEEPING, StepStatus.RETRYING):
-                self._withdraw(run_id, key, step, StepStatus.CANCELLED, ended_at=now)
-        self.notify_parent(loaded.run)
+            # Re-read and re-decide on a conflict: a resolver that settled a wait between
+            # our load and our write must not leave it indexed on a cancelled run.
+            self.resolve_step(run_id, key, withdraw, current=step)
+        self.notify_parent(run)
         self.ports.store.delete_subscriptions(loaded.subscriptions)
-
-    def _withdraw(
-        self,
-        run_id: str,
-        key: str,
-        step: StepRecord,
-        status: StepStatus,
-        ended_at: datetime | None = None,
-    ) -> None:
-        update: dict[str, object] = {"status": status, "indexed": False}
-        if ended_at is not None:
-            update["ended_at"] = ended_at
-        try:
-            self.ports.store.put_step(run_id, step.model_copy(update=update), expected=step)
-        except StepConflict:
-            log.debug("step %s of cancelled run %s changed while withdrawing it", key, run_id)
 
     def cancel_started_run_if_event_seen(self, loaded: LoadedRun, workflow: Workflow) -> bool:
         """At a run's first invocation: did a cancelling event arrive before it started?
@@ -324,7 +328,7 @@ class Lifecycle:
             return False
         run = loaded.run
         now = self.ports.clock.now()
-        since = run.event_ts or run.created_at
+        since = run.lookback_start
         for subscription in loaded.subscriptions:
             rule = workflow.cancel_on[subscription.index]
             for event in self.ports.events.events_since(rule.event, since, now=now):

@@ -165,11 +165,27 @@ _SETTLED = frozenset(
 
 
 class Lease(_Record):
-    """Which SQS delivery is advancing a RUNNING run, and until when."""
+    """Which SQS delivery is advancing a RUNNING run, and until when.
+
+    The invocation holding it renews `expires_at` while it works (see `engine/lease.py`),
+    so a lease outlives a long step but not its holder. `holder` names the process (a
+    random token per engine instance): a redelivery handled in the holder's own process
+    can tell at once whether the holder is still running; elsewhere it waits for expiry.
+    """
 
     message_id: str
     receive_count: int
     expires_at: datetime
+    holder: str = ""
+    # Noted when the lease is renewed during a long step (nothing is written per step).
+    running_step: RunningStep | None = None
+
+
+class RunningStep(_Record):
+    """The step a RUNNING run's invocation is executing now (noted by its lease renewals)."""
+
+    id: str
+    started_at: datetime
 
 
 class ParentRef(_Record):
@@ -205,6 +221,33 @@ class RunRecord(_Record):
     # For a run started by `replay`: the run it re-runs, and the step it re-ran from.
     replay_of: str | None = None
     replay_from: str | None = None
+    # The wake-up the latest suspension armed. An event or a child's result can end the
+    # suspension first (and a poke overwrites `wake_at`); the next transition disarms it.
+    armed_at: datetime | None = None
+    # When the latest invocation claimed the run. A sleep whose wake time is later was
+    # never passed: a run cancelled before its timer was handled did not sleep through it.
+    invoked_at: datetime | None = None
+
+    @property
+    def lookback_start(self) -> datetime:
+        """The earliest event time a new wait (or cancel rule) of this run may see.
+
+        A replay starts with its original's (old) event: it must not see what arrived
+        before the replay itself was created.
+        """
+        if self.replay_of is not None:
+            return self.created_at
+        return self.event_ts or self.created_at
+
+    def passed(self, sleep: StepRecord) -> bool:
+        """Whether the run went past a sleep (whose end is not written; see `elapsed`)."""
+        if self.status is RunStatus.CANCELLED:
+            return self.invoked_at is not None and sleep.elapsed(self.invoked_at)
+        # An invocation at or after the wake time wrote the run (so it replayed the sleep
+        # as over), and the run is not still sleeping until that very time.
+        return sleep.elapsed(self.updated_at) and (
+            self.status.terminal or self.wake_at != sleep.wake_at
+        )
 
 
 class CancelSubscription(_Record):
@@ -228,7 +271,8 @@ class LoadedRun:
     subscriptions: list[CancelSubscription] = field(default_factory=list)
 
 
-WorkReason = Literal["start", "timer", "event", "continue", "child"]
+# "lease": look again at a run whose lease a live invocation held (see engine/runner.py).
+WorkReason = Literal["start", "timer", "event", "continue", "child", "lease"]
 
 
 class WorkMessage(_Record):

@@ -19,7 +19,9 @@ from typing import Protocol
 
 from engine.model import (
     CancelSubscription,
+    Lease,
     LoadedRun,
+    RunningStep,
     RunRecord,
     RunStatus,
     StepRecord,
@@ -67,6 +69,14 @@ class Clock(Protocol):
         """A random float in [0, 1) (retry jitter)."""
         ...
 
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes back, for how long something has taken.
+
+        Never stored: it paces checks within one process (how often a running invocation
+        looks at its run item). A virtual clock returns its virtual time here.
+        """
+        ...
+
 
 class RunStore(Protocol):
     def load(self, run_id: str) -> LoadedRun | None:
@@ -83,6 +93,18 @@ class RunStore(Protocol):
 
     def write_run(self, run: RunRecord, *, expected_version: int) -> None:
         """Replace the run item if its version is `expected_version`, else RunConflict."""
+        ...
+
+    def renew_lease(
+        self, run_id: str, lease: Lease, *, running_step: RunningStep | None = None
+    ) -> RunRecord | None:
+        """Extend a RUNNING run's lease to `lease.expires_at` if this delivery still holds it.
+
+        `running_step` notes the step the holder is executing (shown by `runs show`).
+        Returns None when renewed; otherwise the current run (cancelled, taken over,
+        finished), or raises RunConflict(None) if the run is gone. Does not change the
+        run's version, so the holder's own final write is not disturbed.
+        """
         ...
 
     def poke(self, run_id: str) -> bool:

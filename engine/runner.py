@@ -3,15 +3,23 @@
 Every message is an idempotent "look at this run". `Runner.handle`:
 
 1. loads the run and its history (one strongly consistent Query);
-2. admits the message or drops it: a finished run, a run another delivery is
+2. admits the message or drops it: a finished run, a run another live delivery is
    advancing (its lease), or a sleeping run whose wake-up is not due are left alone.
    A timer that fires early is re-armed for the rest of the delay, and the redelivery
    of the message behind the run's latest transition re-does that transition's side
    effects (arm the timer, notify the parent), which a crash may have cut off;
 3. claims the run (RUNNING, version+1, lease owned by this delivery);
-4. replays the workflow (`Interpreter`) and applies its outcome with one conditional
-   write of the run item, then performs the side effects (timer, continue message,
-   parent notification, on_failure run).
+4. replays the workflow (`Interpreter`) under a `LeaseKeeper` (engine/lease.py), which
+   renews the lease while it works and stops it before a new step once the run was
+   cancelled or claimed elsewhere, and applies its outcome with one conditional write
+   of the run item, then performs the side effects (timer, continue message, parent
+   notification, on_failure run, disarming a wake-up the run no longer needs).
+
+A lease is taken over only when its holder is gone: it expired (the holder stopped
+renewing it), or the holder ran in this very process and has finished or crashed. A
+redelivery of the holder's own message while the holder lives (its visibility heartbeat
+failed) is not dropped, which could strand the run if the holder died next: it is
+replaced by a "lease" poke that comes back when the lease would expire.
 
 If the run item changed while the workflow ran (an event resolved a wait, a child
 finished), the write conflicts; the runner reloads and replays again, so the new
@@ -20,7 +28,11 @@ information is never lost. If the run was cancelled meanwhile it stops.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import math
+import os
+import threading
 from collections.abc import Callable
 from datetime import datetime
 from enum import Enum
@@ -36,6 +48,7 @@ from engine.interpreter import (
     Outcome,
     Suspended,
 )
+from engine.lease import LeaseKeeper
 from engine.lifecycle import Lifecycle
 from engine.logcontext import bind, log_context
 from engine.model import (
@@ -59,14 +72,31 @@ class Admission(Enum):
     DROP = "drop"
     REDO = "redo"
     REARM = "rearm"
+    HELD = "held"
+
+
+_runners = itertools.count(1)
 
 
 class Runner:
-    def __init__(self, app: App, ports: Ports, settings: EngineSettings | None = None) -> None:
+    def __init__(
+        self,
+        app: App,
+        ports: Ports,
+        settings: EngineSettings | None = None,
+        *,
+        holder: str | None = None,
+    ) -> None:
         self.app = app
         self.ports = ports
         self.settings = settings or EngineSettings()
         self.lifecycle = Lifecycle(ports)
+        # Names this engine instance in the leases it takes. infra passes a random token
+        # (a Lambda's pid is the same in every container); tests get a distinct default.
+        self.holder = holder or f"{os.getpid()}-{next(_runners)}"
+        # Claims this instance is advancing right now, as (run id, message id).
+        self._live: set[tuple[str, str]] = set()
+        self._live_lock = threading.Lock()
 
     def handle(
         self,
@@ -105,6 +135,19 @@ class Runner:
             log.info("timer for run %s fired early; re-arming for %s", run.run_id, run.wake_at)
             self.ports.timers.arm(run.run_id, run.wake_at)
             return
+        if admission is Admission.HELD:
+            assert run.lease is not None
+            delay = math.ceil((run.lease.expires_at - now).total_seconds()) + 1
+            log.warning(
+                "run %s is being advanced by a live invocation (%s); looking again in %ds",
+                run.run_id,
+                run.lease.message_id,
+                delay,
+            )
+            self.ports.queue.enqueue(
+                WorkMessage(run_id=run.run_id, reason="lease"), delay_seconds=max(1, delay)
+            )
+            return
         if admission is Admission.REDO:
             log.info(
                 "redelivery for run %s: re-doing the side effects of %s", run.run_id, run.status
@@ -128,8 +171,10 @@ class Runner:
                     message_id=delivery.message_id,
                     receive_count=delivery.receive_count,
                     expires_at=now + self.settings.lease_duration,
+                    holder=self.holder,
                 ),
                 "last_message_id": delivery.message_id,
+                "invoked_at": now,
             }
         )
         try:
@@ -138,7 +183,15 @@ class Runner:
             log.debug("run %s changed before it could be claimed; leaving it", run.run_id)
             return
         loaded.run = claimed
-        self._advance(loaded, delivery, remaining_time)
+        claim = (run.run_id, delivery.message_id)
+        with self._live_lock:
+            self._live.add(claim)
+        try:
+            with LeaseKeeper(self.ports.store, self.ports.clock, claimed, self.settings) as keeper:
+                self._advance(loaded, delivery, remaining_time, keeper)
+        finally:
+            with self._live_lock:
+                self._live.discard(claim)
 
     def _admit(
         self, run: RunRecord, message: WorkMessage, delivery: Delivery, now: datetime
@@ -152,12 +205,17 @@ class Runner:
             lease = run.lease
             if lease is None or lease.expires_at <= now:
                 return Admission.RUN
-            if (
-                lease.message_id == delivery.message_id
-                and delivery.receive_count > lease.receive_count
-            ):
-                # SQS gave our own message back: the delivery holding the lease is gone.
-                return Admission.RUN
+            if lease.holder == self.holder:
+                with self._live_lock:
+                    holder_alive = (run.run_id, lease.message_id) in self._live
+                if not holder_alive:
+                    # The holder ran in this process and is gone (it crashed, or a
+                    # BaseException ended it): nobody else will finish its work.
+                    return Admission.RUN
+            if lease.message_id == delivery.message_id or message.reason == "lease":
+                # The holder lives (or may, in another process): never run beside it, but
+                # keep a message that will look again once its lease would have expired.
+                return Admission.HELD
             return Admission.DROP
         if run.status is RunStatus.QUEUED:
             return Admission.RUN
@@ -170,12 +228,19 @@ class Runner:
         return Admission.DROP
 
     def _advance(
-        self, loaded: LoadedRun, delivery: Delivery, remaining_time: Callable[[], float]
+        self,
+        loaded: LoadedRun,
+        delivery: Delivery,
+        remaining_time: Callable[[], float],
+        keeper: LeaseKeeper,
     ) -> None:
         for _ in range(self.settings.max_reloads):
-            outcome = self._execute(loaded, remaining_time)
+            outcome = self._execute(loaded, remaining_time, keeper)
             if isinstance(outcome, Abandoned):
                 log.info("run %s: %s; stopping this invocation", loaded.run.run_id, outcome.reason)
+                if keeper.cancelled:
+                    # Waits or children this invocation made after the cancel's clean-up.
+                    self.lifecycle.clean_up_cancelled(loaded.run.run_id)
                 return
             try:
                 self._apply(loaded, outcome)
@@ -210,7 +275,9 @@ class Runner:
             "invocation; the message will be redelivered to continue it"
         )
 
-    def _execute(self, loaded: LoadedRun, remaining_time: Callable[[], float]) -> Outcome:
+    def _execute(
+        self, loaded: LoadedRun, remaining_time: Callable[[], float], keeper: LeaseKeeper
+    ) -> Outcome:
         run = loaded.run
         workflow = self.app.get(run.workflow_id)
         if workflow is None:
@@ -230,6 +297,7 @@ class Runner:
             lifecycle=self.lifecycle,
             settings=self.settings,
             remaining_time=remaining_time,
+            keeper=keeper,
         ).execute()
 
     def _apply(self, loaded: LoadedRun, outcome: Outcome) -> None:
@@ -259,9 +327,16 @@ class Runner:
                     status=RunStatus.WAITING if waiting else RunStatus.SLEEPING,
                     wake_at=min(wakes) if wakes else None,
                 )
+        # The wake-up armed for the previous suspension stays armed only if it is still
+        # the one the run needs; otherwise it is disarmed (below) instead of firing for
+        # nothing (a wait resolved by its event before its timeout, say).
+        update["armed_at"] = update["wake_at"]
         new = run.model_copy(update=update)
         self.ports.store.write_run(new, expected_version=run.version)
         loaded.run = new
+        previous = run.armed_at
+        if previous is not None and previous != new.wake_at and previous > now:
+            self.ports.timers.disarm(run.run_id, previous)
         if new.status is RunStatus.FAILED:
             log.warning("run %s failed: %s", run.run_id, new.error)
         else:

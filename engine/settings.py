@@ -15,8 +15,13 @@ class EngineSettings:
     # Suspend and re-enqueue when less than this much of the invocation remains, so a
     # run leaves the Lambda before its timeout instead of being killed mid-step.
     suspend_margin: timedelta = timedelta(seconds=30)
-    # How long a RUNNING lease lasts; at least the engine Lambda's timeout.
-    lease_duration: timedelta = timedelta(minutes=15)
+    # How long a RUNNING lease lasts unless its holder renews it (every third of this,
+    # for as long as the invocation works): how soon a crashed holder's run is taken
+    # over by a delivery in another process.
+    lease_duration: timedelta = timedelta(seconds=60)
+    # How stale a running invocation's view of its run may be when a new step starts:
+    # a cancel recorded this long before the step is seen and the step does not start.
+    control_interval: timedelta = timedelta(milliseconds=500)
     # How far back a new wait (or a new run's cancel_on) looks for events that arrived
     # before it was registered; also how long the event log keeps events.
     lookback: timedelta = timedelta(hours=24)

@@ -24,7 +24,9 @@ from engine.events import EventRouter
 from engine.model import (
     CancelSubscription,
     Delivery,
+    Lease,
     LoadedRun,
+    RunningStep,
     RunRecord,
     RunStatus,
     StepRecord,
@@ -85,6 +87,27 @@ class InMemoryStore:
             if current is None or current.version != expected_version:
                 raise RunConflict(current)
             self.runs[run.run_id] = run
+
+    def renew_lease(
+        self, run_id: str, lease: Lease, *, running_step: RunningStep | None = None
+    ) -> RunRecord | None:
+        with self._lock:
+            current = self.runs.get(run_id)
+            if current is None:
+                raise RunConflict(None)
+            held = current.lease
+            if (
+                current.status is not RunStatus.RUNNING
+                or held is None
+                or (held.message_id, held.receive_count, held.holder)
+                != (lease.message_id, lease.receive_count, lease.holder)
+            ):
+                return current
+            renewed = held.model_copy(
+                update={"expires_at": lease.expires_at, "running_step": running_step}
+            )
+            self.runs[run_id] = current.model_copy(update={"lease": renewed})
+            return None
 
     def poke(self, run_id: str) -> bool:
         from engine.model import EPOCH

@@ -86,7 +86,7 @@ class StepView:
     @classmethod
     def of(cls, record: StepRecord, run: RunRecord | None = None) -> StepView:
         status, ended_at = record.status.value, record.ended_at
-        if run is not None and _passed_sleep(record, run):
+        if run is not None and run.passed(record):
             assert record.wake_at is not None
             status, ended_at = StepStatus.COMPLETED.value, record.wake_at
         detail = ""
@@ -140,17 +140,6 @@ class StepView:
 
 def history_of(loaded: LoadedRun) -> list[StepView]:
     return [StepView.of(loaded.steps[key], loaded.run) for key in sorted(loaded.steps)]
-
-
-def _passed_sleep(record: StepRecord, run: RunRecord) -> bool:
-    """Whether the run has gone past this sleep, whose end is not written.
-
-    It has when an invocation at or after the wake time wrote the run (so it replayed
-    the sleep as over) and the run is not still sleeping until that very time.
-    """
-    if record.wake_at is None or not record.elapsed(run.updated_at):
-        return False
-    return run.status.terminal or run.wake_at != record.wake_at
 
 
 def _iso(value: datetime | None) -> str | None:

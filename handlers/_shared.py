@@ -9,6 +9,7 @@ behind it in the batch carry on.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +18,7 @@ from engine.ports import TransientError
 from infra.eventbridge import decode_envelope
 from infra.logs import configure_lambda_logging, redact
 from infra.settings import Settings
+from infra.visibility import VisibilityHeartbeat
 from infra.wiring import Services, build_services, load_app
 
 log = logging.getLogger("stepline.handlers")
@@ -73,11 +75,16 @@ def process_batch(
     context: Any,
     queue: str,
     handle: Callable[[SQSRecord], None],
+    services: Services,
 ) -> dict[str, Any]:
     """Run `handle` on each record; failed records are reported, not raised.
 
     Returns Lambda's partial batch response (`ReportBatchItemFailures`): the ids of the
-    records that failed go back to the queue, the others are deleted.
+    records that failed go back to the queue, the others are deleted. While the batch is
+    in hand its messages' visibility is extended (infra/visibility.py), so a long step
+    never has its message handed to a second consumer. A record whose handling ends in
+    `SystemExit` (a step called `sys.exit()`) or a cancelled task fails alone and is
+    redelivered; the records behind it are still handled.
     """
 
     def on_record(record: SQSRecord) -> None:
@@ -113,13 +120,52 @@ def process_batch(
     if not isinstance(records, list):
         raise ValueError(f"{queue} queue: not an SQS event (no Records list): {event!r:.200}")
     failures = []
-    for raw in records:
-        record = SQSRecord(raw)
-        try:
-            on_record(record)
-        except Exception:
-            failures.append({"itemIdentifier": record.message_id})
+    with _heartbeat(records, services):
+        for raw in records:
+            record = SQSRecord(raw)
+            try:
+                on_record(record)
+            except Exception:
+                failures.append({"itemIdentifier": record.message_id})
+            except BaseException as error:
+                if not _ends_only_this_record(error):
+                    raise
+                log.error(
+                    "%s queue: handling message %s ended in %s (a step called sys.exit() or "
+                    "its task was cancelled); the message will be redelivered",
+                    queue,
+                    record.message_id,
+                    type(error).__name__,
+                )
+                failures.append({"itemIdentifier": record.message_id})
     return {"batchItemFailures": failures}
+
+
+def _ends_only_this_record(error: BaseException) -> bool:
+    """SystemExit and a cancelled asyncio task end one record; anything else (Ctrl-C, a
+    dying process) ends the invocation."""
+    if isinstance(error, SystemExit):
+        return True
+    # Only a program that imported asyncio can raise its CancelledError: no import here.
+    asyncio = sys.modules.get("asyncio")
+    return asyncio is not None and isinstance(error, asyncio.CancelledError)
+
+
+def _heartbeat(records: list[Any], services: Services) -> VisibilityHeartbeat:
+    timeout = services.settings.visibility_timeout
+    first = records[0] if records and isinstance(records[0], dict) else {}
+    arn = str(first.get("eventSourceARN", ""))
+    handles = [
+        str(raw["receiptHandle"])
+        for raw in records
+        if isinstance(raw, dict) and isinstance(raw.get("receiptHandle"), str)
+    ]
+    return VisibilityHeartbeat(
+        lambda: services.clients.sqs,
+        lambda: services.queue_urls.url_of(arn),
+        handles if arn else [],
+        timeout_seconds=timeout,
+    )
 
 
 def decode_event(body: str, services: Services) -> Any:

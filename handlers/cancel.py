@@ -17,4 +17,5 @@ def handler(
         context,
         "cancel",
         lambda record: svc.router.cancel_matching(decode_event(record.body, svc)),
+        svc,
     )

@@ -20,4 +20,4 @@ def handler(
         delivery = Delivery(message_id=record.message_id, receive_count=receive_count(record))
         svc.runner.handle(message, delivery, time_left)
 
-    return process_batch(event, context, "work", handle)
+    return process_batch(event, context, "work", handle, svc)

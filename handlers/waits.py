@@ -17,4 +17,5 @@ def handler(
         context,
         "waits",
         lambda record: svc.router.resolve_waits(decode_event(record.body, svc)),
+        svc,
     )

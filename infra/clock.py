@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from datetime import UTC, datetime
 
 
@@ -12,3 +13,6 @@ class SystemClock:
 
     def random(self) -> float:
         return random.random()
+
+    def monotonic(self) -> float:
+        return time.monotonic()

@@ -9,11 +9,14 @@ place infra/ depends on the layer above it: it stands in for the Lambda service.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+log = logging.getLogger("stepline.worker")
 
 Handler = Callable[..., dict[str, Any]]
 _SCHEDULE_AT = "%Y-%m-%dT%H:%M:%S"
@@ -115,10 +118,16 @@ def deliver_batch(
         context = FakeLambdaContext(f"stepline-{role}", lambda_timeout, started)
         try:
             response = handler(event, context, services=services)
-        except (KeyboardInterrupt, SystemExit):
+        except KeyboardInterrupt:
             raise
-        except BaseException:
+        except BaseException as error:
             # The invocation died: Lambda returns every message of the batch to the queue.
+            log.error(
+                "%s handler died (%s) with %d message(s) in hand; they will be redelivered",
+                role,
+                type(error).__name__,
+                len(messages),
+            )
             crashed = True
             failed_ids |= {message["MessageId"] for message in messages}
             continue

@@ -4,7 +4,7 @@ Item layout (`pk` / `sk`; every record is one JSON attribute `r`):
 
 | item | pk | sk | other attributes |
 |---|---|---|---|
-| run | `RUN#<run>` | `RUN` | `st` status, `v` version, `wk` wake time (epoch µs), `wf`, `g2pk`/`g2sk` (runs index) |
+| run | `RUN#<run>` | `RUN` | `st` status, `v` version, `wk` wake time (epoch µs), `wf`, `g2pk`/`g2sk` (runs index); while RUNNING `ls` lease (who holds it), `lx` its expiry (epoch µs), `lr` the step running now |
 | trigger event | `RUN#<run>` | `EVENT` | |
 | cancel rule | `RUN#<run>` | `CANCEL#<i>` | `g1pk`/`g1sk` (waiters index) |
 | step | `RUN#<run>` | `STEP#<position>` | `g1pk`/`g1sk` while indexed as a wait |
@@ -14,7 +14,9 @@ Item layout (`pk` / `sk`; every record is one JSON attribute `r`):
 So loading a run is one Query on its partition, each step write is one PutItem with a
 condition, and an event finds its waits with one Query on the `waiters` index.
 
-Concurrency: the run item is guarded by its version (`v = :expected`), step records by
+Concurrency: the run item is guarded by its version (`v = :expected`), except for lease
+renewals, which only extend `lx` (and note `lr`) while `ls` still names the renewing
+holder, so a holder's renewals never make its own final write conflict. Step records by
 their previous content (`r = :raw`) or absence. Conflicts come back as `RunConflict` /
 `StepConflict` carrying the current item (`ReturnValuesOnConditionCheckFailure`), so the
 engine never needs a read to learn why a write lost. A conflict with exactly the item we
@@ -38,7 +40,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from engine.model import (
     EPOCH,
     CancelSubscription,
+    Lease,
     LoadedRun,
+    RunningStep,
     RunRecord,
     RunStatus,
     StepRecord,
@@ -62,7 +66,9 @@ _EVENT_SK = "EVENT"
 _STEP_PREFIX = "STEP#"
 _CANCEL_PREFIX = "CANCEL#"
 _NO_PATH = "*"
-_RUN_ATTRIBUTES_IN_COLUMNS = {"status", "version", "wake_at"}
+_RUN_ATTRIBUTES_IN_COLUMNS = {"status", "version", "wake_at", "lease"}
+# The part of a lease that says who holds it; renewals are conditional on it.
+_LEASE_IDENTITY = {"message_id", "receive_count", "holder"}
 _TERMINAL = [status.value for status in RunStatus if status.terminal]
 _TRANSIENT_CODES = {
     "ProvisionedThroughputExceededException",
@@ -144,6 +150,11 @@ class DynamoStore:
         }
         if run.wake_at is not None:
             item["wk"] = _n(_micros(run.wake_at))
+        if run.lease is not None:
+            item["ls"] = _s(_lease_identity(run.lease))
+            item["lx"] = _n(_micros(run.lease.expires_at))
+            if run.lease.running_step is not None:
+                item["lr"] = _s(run.lease.running_step.model_dump_json())
         return item
 
     @staticmethod
@@ -153,6 +164,12 @@ class DynamoStore:
         data["version"] = int(item["v"]["N"])
         if "wk" in item:
             data["wake_at"] = _from_micros(int(item["wk"]["N"]))
+        if "ls" in item:
+            lease = json.loads(item["ls"]["S"])
+            lease["expires_at"] = _from_micros(int(item["lx"]["N"]))
+            if "lr" in item:
+                lease["running_step"] = json.loads(item["lr"]["S"])
+            data["lease"] = lease
         return RunRecord.model_validate(data)
 
     @staticmethod
@@ -299,6 +316,39 @@ class DynamoStore:
             raise self._translate(error) from None
         except BotoCoreError as error:
             raise TransientError(f"DynamoDB unreachable: {error}") from None
+
+    def renew_lease(
+        self, run_id: str, lease: Lease, *, running_step: RunningStep | None = None
+    ) -> RunRecord | None:
+        values: dict[str, Any] = {
+            ":x": _n(_micros(lease.expires_at)),
+            ":running": _s(RunStatus.RUNNING.value),
+            ":lease": _s(_lease_identity(lease)),
+        }
+        if running_step is not None:
+            update = "SET lx = :x, lr = :r"
+            values[":r"] = _s(running_step.model_dump_json())
+        else:
+            update = "SET lx = :x REMOVE lr"
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"pk": _s(f"RUN#{run_id}"), "sk": _s(_RUN_SK)},
+                UpdateExpression=update,
+                ConditionExpression="st = :running AND ls = :lease",
+                ExpressionAttributeValues=values,
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                old = error.response.get("Item")
+                if not old:
+                    raise RunConflict(None) from None
+                return self._run_from(old)
+            raise self._translate(error) from None
+        except BotoCoreError as error:
+            raise TransientError(f"DynamoDB unreachable: {error}") from None
+        return None
 
     def poke(self, run_id: str) -> bool:
         try:
@@ -555,6 +605,10 @@ class DynamoStore:
                     found.append(Event.model_validate_json(item["r"]["S"]))
             day += timedelta(days=1)
         return found
+
+
+def _lease_identity(lease: Lease) -> str:
+    return lease.model_dump_json(include=_LEASE_IDENTITY)
 
 
 def _sortable(instant: datetime) -> str:

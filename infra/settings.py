@@ -16,7 +16,8 @@ The SAM template sets exactly these variables on every function (a test pins tha
 | STEPLINE_EVENT_SOURCE | `Source` of events Stepline publishes | `stepline` |
 | STEPLINE_LOOKBACK | how far back a new wait looks for earlier events | `24h` |
 | STEPLINE_SUSPEND_MARGIN | leave the Lambda when this much time remains | `30s` |
-| STEPLINE_LEASE | how long a RUNNING claim lasts (>= engine timeout) | `15m` |
+| STEPLINE_LEASE | how long a RUNNING claim lasts unless its holder renews it (it does, every third of this, while it works) | `60s` |
+| STEPLINE_VISIBILITY_TIMEOUT | the consuming queue's visibility timeout, in seconds: a handler working longer extends its messages' visibility (0: never) | `0` |
 | STEPLINE_REDACT_FIELDS | comma-separated data fields masked in logs | (none) |
 | AWS_ENDPOINT_URL | boto3's own: point at moto or LocalStack | (real AWS) |
 """
@@ -50,7 +51,8 @@ class Settings(BaseModel):
     event_source: str = "stepline"
     lookback: timedelta = timedelta(hours=24)
     suspend_margin: timedelta = timedelta(seconds=30)
-    lease: timedelta = timedelta(minutes=15)
+    lease: timedelta = timedelta(seconds=60)
+    visibility_timeout: int = 0
     redact_fields: tuple[str, ...] = ()
     region: str | None = None
     endpoint_url: str | None = None
@@ -68,6 +70,13 @@ class Settings(BaseModel):
                     values[field] = parse_duration(raw, what=variable)
                 except ValueError as error:
                     raise ConfigurationError(str(error)) from None
+            elif field == "visibility_timeout":
+                try:
+                    values[field] = int(raw)
+                except ValueError:
+                    raise ConfigurationError(
+                        f"{variable}={raw!r}: use a whole number of seconds"
+                    ) from None
             elif field == "redact_fields":
                 values[field] = tuple(part.strip() for part in raw.split(",") if part.strip())
             else:
@@ -123,6 +132,7 @@ _VARIABLES = {
     "lookback": "STEPLINE_LOOKBACK",
     "suspend_margin": "STEPLINE_SUSPEND_MARGIN",
     "lease": "STEPLINE_LEASE",
+    "visibility_timeout": "STEPLINE_VISIBILITY_TIMEOUT",
     "redact_fields": "STEPLINE_REDACT_FIELDS",
 }
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import secrets
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from infra.eventbridge import EventBridgeBus
 from infra.settings import ConfigurationError, Settings
 from infra.sqs import SqsWorkQueue
 from infra.timers import SqsSchedulerTimers
+from infra.visibility import QueueUrls
 from sdk import App
 
 # Standard mode retries throttling with backoff and jitter; a few more attempts than the
@@ -105,6 +107,7 @@ class Services:
     runner: Runner
     router: EventRouter
     lifecycle: Lifecycle
+    queue_urls: QueueUrls
 
     @property
     def store(self) -> DynamoStore:
@@ -150,7 +153,8 @@ def build_services(
     if ports_hook is not None:
         ports = ports_hook(ports)
     engine_settings = settings.engine_settings()
-    runner = Runner(app, ports, engine_settings)
+    # A random holder token per process: leases say which process holds a run.
+    runner = Runner(app, ports, engine_settings, holder=secrets.token_hex(8))
     lifecycle = runner.lifecycle
     router = EventRouter(app, ports, lifecycle, engine_settings)
     return Services(
@@ -161,6 +165,7 @@ def build_services(
         runner=runner,
         router=router,
         lifecycle=lifecycle,
+        queue_urls=QueueUrls(lambda: clients.sqs),
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -50,7 +50,13 @@ class Worker:
         visibility_timeout: int = 30,
         lambda_timeout: timedelta = timedelta(minutes=15),
     ) -> None:
-        self.services = services
+        # The handlers extend their messages' visibility by this much while they work.
+        self.services = replace(
+            services,
+            settings=services.settings.model_copy(
+                update={"visibility_timeout": visibility_timeout}
+            ),
+        )
         self.queues = queues
         self.fire_schedules = fire_schedules
         self.poll_seconds = poll_seconds
@@ -61,6 +67,8 @@ class Worker:
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
+        for role, url in self.queues.urls.items():
+            self.services.queue_urls.add(self.queues.arns[role], url)
         handlers = delivery.handlers()
         for role in self.queues.urls:
             thread = threading.Thread(
@@ -101,6 +109,10 @@ class Worker:
             except Exception as error:
                 log.warning("%s queue: polling failed (%s); retrying in a second", role, error)
                 self.stop_event.wait(1)
+            except BaseException as error:
+                # Whatever ends one batch (a step's sys.exit(), say) must not end the
+                # thread silently: the worker would stay up and serve nothing.
+                log.error("%s queue: a batch ended in %r; serving on", role, error)
 
     def _pump(self) -> None:
         settings = self.services.settings

@@ -144,10 +144,23 @@ def test_the_duration_settings_parse_as_the_engine_reads_them():
         assert parse_duration(env[variable])
 
 
-def test_a_run_claim_outlasts_the_engine_invocation():
-    _, engine = function_for("work")
+def test_a_crashed_invocations_claim_has_expired_before_its_message_comes_back():
+    # The holder renews its lease every third of it while it works, so a live holder
+    # keeps it however long a step takes; a crashed one stops renewing, and its message
+    # comes back only after the queue's visibility timeout, by when the lease is over.
+    _, queue = queues_by_name()[queue_names(STACK_PREFIX).work]
     lease = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]["STEPLINE_LEASE"]
-    assert parse_duration(lease).total_seconds() >= engine["Properties"]["Timeout"]
+    seconds = parse_duration(lease).total_seconds()
+    assert 30 <= seconds < queue["VisibilityTimeout"]
+
+
+def test_each_handler_knows_its_queues_visibility_timeout():
+    queues = queues_by_name()
+    for role, name in queue_names(STACK_PREFIX).all().items():
+        _, properties = queues[name]
+        _, function = function_for(role)
+        variables = environment_of(function)
+        assert int(variables["STEPLINE_VISIBILITY_TIMEOUT"]) == properties["VisibilityTimeout"]
 
 
 # -- EventBridge -------------------------------------------------------------------------
