@@ -145,8 +145,10 @@ def moto_server(directory: Path) -> Iterator[str]:
         server.wait(10)
 
 
-def start_worker(app: str, endpoint: str, test_dir: Path, *options: str) -> Process:
-    """A `stepline worker` process, once it says it is serving."""
+def start_worker(
+    app: str, endpoint: str, test_dir: Path, *options: str, env: dict[str, str] | None = None
+) -> Process:
+    """A `stepline worker` process, once it says it is serving (`env`: extra variables)."""
     worker = Process(
         [
             sys.executable,
@@ -159,7 +161,7 @@ def start_worker(app: str, endpoint: str, test_dir: Path, *options: str) -> Proc
             endpoint,
             *options,
         ],
-        cli_env(test_dir),
+        {**cli_env(test_dir), **(env or {})},
     )
     worker.wait_for("serving", timeout=60)
     return worker

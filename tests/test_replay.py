@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from infra.local import LocalRuntime
-from sdk import App, Context, Event
+from sdk import App, CancelOn, Context, Event
 from tests.conftest import START
 
 
@@ -140,3 +140,80 @@ def test_context_exposes_event_run_id_and_workflow_id():
     with LocalRuntime(app, start=START) as rt:
         [run_id] = rt.send(Event(name="go", data={"k": 1}))
     assert seen == {"run": run_id, "workflow": "ctx", "data": {"k": 1}, "name": "go"}
+
+
+def test_replay_from_a_late_step_keeps_the_passed_sleep_and_the_steps_before(effects):
+    # GIVEN a finished run a, sleep 2h, b, c
+    app = App("t")
+
+    @app.workflow("abc", trigger="go")
+    def flow(ctx: Context) -> str:
+        ctx.step.run("a", lambda: effects.record("a"))
+        ctx.step.sleep("nap", "2h")
+        ctx.step.run("b", lambda: effects.record("b"))
+        ctx.step.run("c", lambda: effects.record("c"))
+        return "done"
+
+    with LocalRuntime(app, start=START) as rt:
+        [run_id] = rt.send(Event(name="go"))
+        rt.advance(timedelta(hours=3))
+        assert rt.run(run_id).status == "COMPLETED"
+        # WHEN it is replayed from c
+        replay_id = rt.replay(run_id, from_step="c")
+        # THEN only c runs again: a, the sleep and b are kept, and it does not sleep again
+        assert rt.run(replay_id).status == "COMPLETED"
+        assert effects.calls == {"a": 1, "b": 1, "c": 2}
+        kept = [(s.id, s.status) for s in rt.history(replay_id)]
+        assert kept == [
+            ("a", "COMPLETED"),
+            ("nap", "COMPLETED"),
+            ("b", "COMPLETED"),
+            ("c", "COMPLETED"),
+        ]
+
+
+def test_replay_from_a_wait_does_not_take_an_event_from_before_the_replay():
+    # GIVEN a run whose wait was resolved by an event
+    app = App("t")
+
+    @app.workflow("approval", trigger="order/placed")
+    def flow(ctx: Context) -> str:
+        got = ctx.step.wait_for_event(
+            "approved", event="order/approved", match="data.id", timeout="1d"
+        )
+        return "approved" if got else "timed out"
+
+    with LocalRuntime(app, start=START) as rt:
+        [run_id] = rt.send(Event(name="order/placed", data={"id": 7}))
+        rt.send(Event(name="order/approved", data={"id": 7}))
+        assert rt.run(run_id).output == "approved"
+        rt.advance(timedelta(minutes=10))
+        # WHEN it is replayed from the wait
+        replay_id = rt.replay(run_id, from_step="approved")
+        # THEN the new wait waits for a new event (the old one came before the replay)
+        assert rt.run(replay_id).status == "WAITING"
+        rt.send(Event(name="order/approved", data={"id": 7}))
+        assert rt.run(replay_id).output == "approved"
+
+
+def test_a_replay_of_a_run_cancelled_by_an_event_is_not_cancelled_by_that_old_event():
+    app = App("t")
+
+    @app.workflow(
+        "drip",
+        trigger="user/signup",
+        cancel_on=[CancelOn("user/deleted", match="data.userId")],
+    )
+    def flow(ctx: Context) -> str:
+        ctx.step.sleep("nap", "1h")
+        return "sent"
+
+    with LocalRuntime(app, start=START) as rt:
+        [run_id] = rt.send(Event(name="user/signup", data={"userId": "u1"}))
+        rt.send(Event(name="user/deleted", data={"userId": "u1"}))
+        assert rt.run(run_id).status == "CANCELLED"
+        rt.advance(timedelta(minutes=10))
+        replay_id = rt.replay(run_id)
+        assert rt.run(replay_id).status == "SLEEPING"
+        rt.advance(timedelta(hours=2))
+        assert rt.run(replay_id).output == "sent"

@@ -287,3 +287,25 @@ def test_the_async_orders_example_invokes_billing_and_ships():
         assert ("c1", "shipped") in services.mailer.sent
         [billing] = rt.runs(workflow="billing")
         assert billing.parent_run_id == run_id
+
+
+def test_parallel_of_no_branches_returns_an_empty_list_in_sync_and_async_workflows():
+    app = App("t")
+
+    @app.workflow("none-sync", trigger="go")
+    def sync_flow(ctx: Context) -> list:
+        branches: list = []  # e.g. one branch per item of an empty list
+        results = ctx.step.parallel(*branches)
+        ctx.step.run("after", lambda: "ok")
+        return results
+
+    @app.workflow("none-async", trigger="go")
+    async def async_flow(ctx) -> list:
+        results = await ctx.step.parallel()
+        await ctx.step.run("after", lambda: "ok")
+        return results
+
+    with LocalRuntime(app, start=START) as rt:
+        for run_id in rt.send(Event(name="go")):
+            run = rt.run(run_id)
+            assert (run.status, run.output) == ("COMPLETED", []), run.error

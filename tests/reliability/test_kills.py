@@ -29,8 +29,17 @@ pytestmark = pytest.mark.slow
 
 
 def start_worker(endpoint: str, test_dir: Path, *options: str) -> Process:
-    # A short visibility timeout: a killed worker's messages come back within seconds.
-    return start_cli_worker(APP, endpoint, test_dir, "--visibility-timeout", "4", *options)
+    # A short visibility timeout and lease: a killed worker's messages come back, and
+    # its runs are free to take over, within seconds (a live worker renews both).
+    return start_cli_worker(
+        APP,
+        endpoint,
+        test_dir,
+        "--visibility-timeout",
+        "4",
+        *options,
+        env={"STEPLINE_LEASE": "6s"},
+    )
 
 
 def test_runs_survive_workers_killed_at_random(tmp_path):
