@@ -114,6 +114,10 @@ def invoke_engine(rt: LocalRuntime, run_id: str, reason: str = "start") -> float
 @contextmanager
 def runtime(app: App, **kwargs: Any) -> Iterator[LocalRuntime]:
     with LocalRuntime(app, start=START, **kwargs) as rt:
+        # LocalRuntime's clock is virtual, monotonic seconds included, and does not move
+        # while an invocation runs. A deployed engine paces its step gate (how often a
+        # running invocation looks at its run item for a cancel) by real time: measure that.
+        rt.clock.monotonic = time.monotonic  # type: ignore[method-assign]
         yield rt
 
 

@@ -133,11 +133,15 @@ class LeaseKeeper:
         with self._lock:
             self._running_steps.pop(step_id, None)
 
+    def holds(self, current: RunRecord) -> bool:
+        """Whether `current` (the stored run) is still under this invocation's claim."""
+        return current.status is RunStatus.RUNNING and _same_claim(current.lease, self._lease)
+
     def _note(self, current: RunRecord) -> None:
         """Compare the stored run with our claim; halt if the claim is gone."""
         if current.status is RunStatus.CANCELLED:
             self._halt(f"the run was cancelled ({_reason(current)})", cancelled=True)
-        elif current.status is not RunStatus.RUNNING or not _same_claim(current.lease, self._lease):
+        elif not self.holds(current):
             self._halt(f"the run is {current.status} under another claim now", cancelled=False)
 
     def _halt(self, reason: str, *, cancelled: bool) -> None:

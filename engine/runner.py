@@ -253,12 +253,9 @@ class Runner:
                     log.info("run %s was cancelled while it ran", current.run_id)
                     self.lifecycle.clean_up_cancelled(current.run_id)
                     return
-                lease = current.lease
-                if (
-                    current.status.terminal
-                    or lease is None
-                    or lease.message_id != delivery.message_id
-                ):
+                if current.status.terminal or not keeper.holds(current):
+                    # Another delivery claimed it (perhaps a redelivery of this very
+                    # message, after our lease lapsed): it carries on, not us.
                     return
                 log.debug(
                     "run %s changed while it ran (an event or child); replaying", current.run_id
