@@ -10,8 +10,9 @@ The step-control exceptions derive from `BaseException`, so a workflow's
     ├── FailRun                 the run must fail whatever the code does (non-determinism)
     ├── Superseded              another invocation recorded this step first; this one
     │                           stops without writing anything more
-    └── InfrastructureFailure   a port failed after its retries; the engine gives the
-                                message back to the queue (wraps a TransientError)
+    └── InfrastructureFailure   a port failed after its retries, or for good; the engine
+                                gives the message back to the queue (wraps a
+                                TransientError or a PermanentError)
 
     Exception
     └── StepOutputError         a step's result cannot be stored (not JSON, too big);
@@ -21,7 +22,7 @@ The step-control exceptions derive from `BaseException`, so a workflow's
 from __future__ import annotations
 
 from engine.model import ErrorInfo
-from engine.ports import TransientError
+from engine.ports import PermanentError, TransientError
 
 
 class SuspendRun(BaseException):
@@ -39,7 +40,7 @@ class Superseded(BaseException):
 
 
 class InfrastructureFailure(BaseException):
-    def __init__(self, error: TransientError) -> None:
+    def __init__(self, error: TransientError | PermanentError) -> None:
         super().__init__(str(error))
         self.error = error
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 from engine.logcontext import log_context
-from engine.ports import TransientError
+from engine.model import EPOCH
+from engine.ports import PermanentError, TransientError
 from infra.eventbridge import decode_envelope
 from infra.logs import configure_lambda_logging, redact
 from infra.settings import Settings
@@ -60,6 +62,16 @@ class SQSRecord:
         value = attributes.get("ApproximateReceiveCount")
         return None if value is None else str(value)
 
+    @property
+    def sent_at(self) -> datetime | None:
+        """When SQS received the message (`SentTimestamp`, set by SQS: no sender can)."""
+        attributes = self._raw.get("attributes") or {}
+        try:
+            millis = int(attributes["SentTimestamp"])
+            return EPOCH + timedelta(milliseconds=millis)
+        except (KeyError, TypeError, ValueError, OverflowError):
+            return None
+
 
 def receive_count(record: SQSRecord) -> int:
     try:
@@ -101,6 +113,19 @@ def process_batch(
                 error,
             )
             raise
+        except PermanentError as error:
+            log.error(
+                "%s queue: message %s failed permanently (%s): %s. Retrying will not fix "
+                "this: %s. SQS hands the message back until the queue's maxReceiveCount, "
+                "then moves it to the dead-letter queue; once fixed, redrive that queue "
+                "(aws sqs start-message-move-task --source-arn <the dead-letter queue's ARN>).",
+                queue,
+                record.message_id,
+                type(error).__name__,
+                error,
+                error.remedy,
+            )
+            raise
         except Exception:
             log.exception(
                 "%s queue: message %s failed; it will be retried", queue, record.message_id
@@ -122,9 +147,12 @@ def process_batch(
     return {"batchItemFailures": failures}
 
 
-def decode_event(body: str, services: Services) -> Any:
-    """The Event in an event-queue record; its data is logged only at DEBUG, redacted."""
-    event = decode_envelope(body)
+def decode_event(record: SQSRecord, services: Services) -> Any:
+    """The Event in an event-queue record; its data is logged only at DEBUG, redacted.
+
+    Its time is when SQS received it, or, for a record that does not say, now.
+    """
+    event = decode_envelope(record.body, received_at=record.sent_at or services.ports.clock.now())
     if log.isEnabledFor(logging.DEBUG):
         log.debug(
             "event %s (%s) data: %s",

@@ -13,5 +13,5 @@ def handler(
 ) -> dict[str, Any]:
     svc = services or default_services()
     return process_batch(
-        event, context, "trigger", lambda record: svc.router.trigger(decode_event(record.body, svc))
+        event, context, "trigger", lambda record: svc.router.trigger(decode_event(record, svc))
     )

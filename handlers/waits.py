@@ -16,5 +16,5 @@ def handler(
         event,
         context,
         "waits",
-        lambda record: svc.router.resolve_waits(decode_event(record.body, svc)),
+        lambda record: svc.router.resolve_waits(decode_event(record, svc)),
     )

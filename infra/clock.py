@@ -1,8 +1,10 @@
-"""The wall clock, behind the Clock port (only infra/ and handlers/ may read it)."""
+"""The wall clock and the system's randomness, behind the Clock port (only infra/ and
+handlers/ may read them)."""
 
 from __future__ import annotations
 
 import random
+import secrets
 from datetime import UTC, datetime
 
 
@@ -12,3 +14,7 @@ class SystemClock:
 
     def random(self) -> float:
         return random.random()
+
+    def token(self) -> str:
+        """128 bits from the operating system's CSPRNG."""
+        return secrets.token_hex(16)
