@@ -15,9 +15,9 @@ The ids of the events a run sends are keyed with the run's secret (`RunRecord.se
 random, never shown): a re-send after a crash gets the same ids, but no other sender can
 predict them and publish one first.
 
-Keys stay within DynamoDB's limits by construction: an index key that would be longer
-than a partition key may be is replaced by a digest of the same parts, and event ids
-enter keys only as digests (`event_key`).
+Keys stay within DynamoDB's limits by construction: an index key longer than DynamoDB
+allows a partition key to be holds a digest of its parts instead, and event ids enter
+keys only as digests (`event_key`).
 """
 
 from __future__ import annotations

@@ -7,14 +7,20 @@ Error contract: adapters raise only the exceptions defined here, chosen by the t
 the failure (the AWS error code), never by its text:
 
     RunConflict, StepConflict   a lost compare-and-set, carrying what is stored now
-    TransientError              retrying may fix it (throttling, a 5xx, a timeout); the
-    └── UnreachableError        engine gives the message back to the queue for later
-                                (unreachable: the endpoint could not be connected to)
-    PermanentError              retrying will not fix it; its message says what to fix,
-    ├── ItemTooLargeError       after which the dead-letter queue is redriven
-    ├── ResourceMissingError    (a table, queue, bus or schedule group does not exist)
-    ├── AccessDeniedError       (the role lacks a permission)
-    └── InvalidRequestError     (the service refused the request as invalid)
+    TransientError              retrying may fix it (throttling, a 5xx, a timeout): the
+    │                           engine gives the message back to the queue for later
+    └── UnreachableError        the endpoint could not be connected to at all
+    PermanentError              retrying will not fix it: its message (and `remedy`) says
+    │                           what to fix, after which the dead-letter queue is redriven
+    ├── ItemTooLargeError       a record is over the item size limit
+    ├── ResourceMissingError    a table, queue, bus or schedule group does not exist
+    ├── AccessDeniedError       the credentials lack a permission
+    └── InvalidRequestError     the service refused the request as invalid
+
+Inside a run, a permanent error fails the message, not the run: an operator's fix and a
+redrive let it carry on. Two exceptions: an item too large fails the step or run it is
+about (Interpreter.record, Runner._apply), and the bus failing a `send_event` step is that
+step's failure, retried with its policy.
 """
 
 from __future__ import annotations
