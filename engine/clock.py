@@ -1,4 +1,5 @@
-"""A clock that only moves when told to: virtual time for tests and the local runtime."""
+"""A clock that only moves when told to: virtual time (and seeded, repeatable randomness)
+for tests and the local runtime."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ class ManualClock:
             start = start.replace(tzinfo=UTC)
         self._now = start.astimezone(UTC)
         self._random = random.Random(seed)
+        # Tokens come from a stream of their own, so drawing one never shifts the jitter.
+        self._tokens = random.Random(f"token-{seed}")
         self._lock = threading.Lock()
 
     def now(self) -> datetime:
@@ -29,6 +32,11 @@ class ManualClock:
     def monotonic(self) -> float:
         """Virtual seconds: only `set` and `advance` move it, like `now`."""
         return (self._now - _EPOCH).total_seconds()
+
+    def token(self) -> str:
+        """128 bits from the seeded stream: deterministic, so tests can repeat a run."""
+        with self._lock:
+            return f"{self._tokens.getrandbits(128):032x}"
 
     def set(self, instant: datetime) -> None:
         if instant.tzinfo is None:

@@ -12,8 +12,9 @@ The step-control exceptions derive from `BaseException`, so a workflow's
     │   │                       stops without writing anything more
     │   └── RunHalted           the invocation lost its claim on the run before a new
     │                           step (cancelled, or taken over); see engine/lease.py
-    └── InfrastructureFailure   a port failed after its retries; the engine gives the
-                                message back to the queue (wraps a TransientError)
+    └── InfrastructureFailure   a port failed after its retries, or for good; the engine
+                                gives the message back to the queue (wraps a
+                                TransientError or a PermanentError)
 
     Exception
     └── StepOutputError         a step's result cannot be stored (not JSON, too big);
@@ -23,7 +24,7 @@ The step-control exceptions derive from `BaseException`, so a workflow's
 from __future__ import annotations
 
 from engine.model import ErrorInfo
-from engine.ports import TransientError
+from engine.ports import PermanentError, TransientError
 
 
 class SuspendRun(BaseException):
@@ -45,7 +46,7 @@ class RunHalted(Superseded):
 
 
 class InfrastructureFailure(BaseException):
-    def __init__(self, error: TransientError) -> None:
+    def __init__(self, error: TransientError | PermanentError) -> None:
         super().__init__(str(error))
         self.error = error
 

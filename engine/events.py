@@ -92,7 +92,11 @@ class EventRouter:
             return 0
         if event.ts is not None and waiter.wake_at is not None and event.ts > waiter.wake_at:
             return 0
-        if not wait_matches(spec, event):
+        trigger = None
+        if spec.if_ is not None and spec.trigger is None:
+            # `if_` may read the trigger (`event.*`), stored once as the run's EVENT item.
+            trigger = self.ports.store.get_event(run_id)
+        if not wait_matches(spec, event, trigger):
             return 0
         now = self.ports.clock.now()
 
@@ -128,9 +132,15 @@ class EventRouter:
             if key is None:
                 continue
             for subscription in self.ports.index.find_subscriptions(key):
-                if not cancel_matches(subscription, rule, subscription.trigger, event, now):
-                    continue
+                trigger = subscription.trigger
                 try:
+                    if rule.if_ is not None and trigger is None:
+                        # `if_` may read the trigger, stored once as the run's EVENT item.
+                        trigger = self.ports.store.get_event(subscription.run_id)
+                        if trigger is None:
+                            raise KeyError(subscription.run_id)
+                    if not cancel_matches(subscription, rule, trigger, event, now):
+                        continue
                     done = self.lifecycle.cancel(
                         subscription.run_id,
                         f"cancelled by event {event.name} ({event.id}) via cancel_on",

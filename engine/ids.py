@@ -3,16 +3,39 @@
 Everything here is a pure function of its inputs, so a replay, a redelivered message or
 a second worker computes exactly the same ids. That is what makes starting a run,
 sending an event and invoking a child idempotent.
+
+Ids of different kinds never collide, whatever an event's id is: each digest hashes a
+JSON-encoded list whose first element names its kind (JSON escapes every control
+character, so no two lists encode alike). The one exception is `run_id_for`, kept as it
+was so that an event redelivered (or re-sent with its own id) across an upgrade starts no
+second run: its input joins two parts with a raw \\x1f, which no JSON text contains, so it
+cannot equal the input of any other kind either.
+
+The ids of the events a run sends are keyed with the run's secret (`RunRecord.secret`,
+random, never shown): a re-send after a crash gets the same ids, but no other sender can
+predict them and publish one first.
+
+Keys stay within DynamoDB's limits by construction: an index key longer than DynamoDB
+allows a partition key to be holds a digest of its parts instead, and event ids enter
+keys only as digests (`event_key`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
+import json
 
 from sdk._expression import canonical
 
 POSITION_WIDTH = 5
 MAX_POSITION = 10**POSITION_WIDTH - 1
+
+# DynamoDB caps a partition key at 2,048 bytes (the waiter index's `g1pk` included).
+# Index keys that fit stay readable, exactly as they always were.
+MAX_PARTITION_KEY_BYTES = 2048
+# What marks a key whose variable part was hashed: no JSON value starts with it.
+HASHED = "~"
 
 
 def position_key(path: tuple[int, ...]) -> str:
@@ -25,46 +48,86 @@ def display_step_id(user_id: str, occurrence: int) -> str:
     return user_id if occurrence == 1 else f"{user_id}#{occurrence}"
 
 
-def _digest(*parts: str, length: int = 24) -> str:
-    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:length]
+def _encode(kind: str, parts: tuple[object, ...]) -> bytes:
+    return json.dumps([kind, *parts], separators=(",", ":")).encode()
+
+
+def _digest(kind: str, *parts: object, length: int = 24) -> str:
+    return hashlib.sha256(_encode(kind, parts)).hexdigest()[:length]
+
+
+def _legacy_digest(*parts: str, length: int = 24) -> str:
+    # Only for ids that must stay as they were (see the module docstring).
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8", "surrogatepass")).hexdigest()[:length]
 
 
 def run_id_for(workflow_id: str, event_id: str) -> str:
     """The run an event starts for a workflow: the same event never starts a second one."""
-    return f"{workflow_id}-{_digest(workflow_id, event_id)}"
+    return f"{workflow_id}-{_legacy_digest(workflow_id, event_id)}"
 
 
 def child_run_id(workflow_id: str, parent_run_id: str, step_key: str) -> str:
-    return f"{workflow_id}-{_digest('invoke', parent_run_id, step_key)}"
+    return f"{workflow_id}-{_digest('child-run', parent_run_id, step_key)}"
 
 
 def failure_run_id(workflow_id: str, failed_run_id: str) -> str:
-    return f"{workflow_id}-{_digest('on-failure', failed_run_id)}"
+    return f"{workflow_id}-{_digest('on-failure-run', failed_run_id)}"
 
 
 def replay_run_id(original_run_id: str, workflow_id: str, nonce: str) -> str:
     """A new run re-running `original_run_id`; the nonce makes each replay distinct."""
-    return f"{workflow_id}-{_digest('replay', original_run_id, nonce)}"
+    return f"{workflow_id}-{_digest('replay-run', original_run_id, nonce)}"
 
 
-def sent_event_id(run_id: str, step_key: str, index: int) -> str:
-    """The id of the index-th event a `send_event` step publishes."""
-    return f"evt-{_digest('send', run_id, step_key, str(index), length=32)}"
+def sent_event_id(secret: str | None, run_id: str, step_key: str, index: int) -> str:
+    """The id of the index-th event a `send_event` step of a run publishes.
+
+    Keyed with the run's secret: stable for the run (a re-send after a crash is the same
+    event), unpredictable to anyone else. A run created before runs had secrets keeps the
+    ids it has always derived, so its re-sends stay idempotent.
+    """
+    if secret is None:
+        return f"evt-{_legacy_digest('send', run_id, step_key, str(index), length=32)}"
+    mac = hmac.new(secret.encode(), _encode("sent-event", (run_id, step_key, index)), "sha256")
+    return f"evt-{mac.hexdigest()[:32]}"
 
 
 def waiter_key(event_name: str, match_path: str | None, value: object) -> str:
     """Index key of a wait: waits and events meet only on equal keys."""
     if match_path is None:
-        return f"WAIT#{event_name}#*"
-    return f"WAIT#{event_name}#{match_path}#{canonical(value)}"
+        return _bounded("WAIT#", f"{event_name}#*", "wait-key", event_name)
+    text = canonical(value)
+    return _bounded(
+        "WAIT#", f"{event_name}#{match_path}#{text}", "wait-key", event_name, match_path, text
+    )
 
 
 def subscription_key(workflow_id: str, rule_index: int, value: object | None) -> str:
     """Index key of a cancel_on rule of a run."""
     suffix = "*" if value is None else canonical(value)
-    return f"CANCEL#{workflow_id}#{rule_index}#{suffix}"
+    return _bounded(
+        "CANCEL#",
+        f"{workflow_id}#{rule_index}#{suffix}",
+        "cancel-key",
+        workflow_id,
+        rule_index,
+        suffix,
+    )
+
+
+def _bounded(prefix: str, readable: str, kind: str, *parts: object) -> str:
+    """`prefix + readable` if it fits a partition key, else `prefix` + "~" + a digest."""
+    key = prefix + readable
+    if len(key.encode("utf-8", "surrogatepass")) <= MAX_PARTITION_KEY_BYTES:
+        return key
+    return f"{prefix}{HASHED}{_digest(kind, *parts, length=64)}"
+
+
+def event_key(event_id: str) -> str:
+    """A fixed-size stand-in for an event id in keys (the event log's sort key)."""
+    return _digest("event-id", event_id, length=32)
 
 
 def timer_name(run_id: str, wake_epoch_seconds: int) -> str:
     """An EventBridge Scheduler name (<= 64 chars of [0-9A-Za-z-_.]) for a run's wake-up."""
-    return f"stepline-{_digest(run_id, length=40)}-{wake_epoch_seconds}"
+    return f"stepline-{_digest('timer', run_id, length=40)}-{wake_epoch_seconds}"

@@ -52,6 +52,7 @@ from engine.lifecycle import Lifecycle
 from engine.logcontext import bind
 from engine.matching import wait_matches
 from engine.model import (
+    MAX_RECORDED_FAILURES,
     AttemptFailure,
     ErrorInfo,
     InvokeSpec,
@@ -62,7 +63,13 @@ from engine.model import (
     StepStatus,
     WaitSpec,
 )
-from engine.ports import Ports, StepConflict, TransientError
+from engine.ports import (
+    ItemTooLargeError,
+    PermanentError,
+    Ports,
+    StepConflict,
+    TransientError,
+)
 from engine.settings import EngineSettings
 from sdk import (
     INVOKED_EVENT,
@@ -355,12 +362,48 @@ class Interpreter:
             if on_conflict == "supersede" or conflict.current is None:
                 raise Superseded() from None
             stored = conflict.current
-        except TransientError as error:
+        except ItemTooLargeError as error:
+            if _is_too_large_failure(record):
+                raise InfrastructureFailure(error) from None
+            self._fail_too_large(slot, record, error)
+        except (TransientError, PermanentError) as error:
             raise InfrastructureFailure(error) from None
         with self._lock:
             self.history[slot.key] = stored
         slot.record = stored
         return stored
+
+    def _fail_too_large(
+        self, slot: Slot, refused: StepRecord, error: ItemTooLargeError
+    ) -> NoReturn:
+        """The store refused a step's record as too large: the step fails, not the message.
+
+        Outputs, errors and waits are kept under the item limit by construction, so this
+        is a last resort; it records a small FAILED record and raises StepError, which the
+        workflow may catch like any step failure.
+        """
+        info = ErrorInfo(
+            type=TOO_LARGE_ERROR_TYPE,
+            message=(
+                f"step {slot.step_id!r} could not be recorded: its record is over DynamoDB's "
+                f"400 KB item size limit ({error}). Keep a step's output under "
+                f"{self.settings.max_output_bytes:,} bytes of JSON; store large data "
+                "elsewhere (S3, your database) and return a reference."
+            ),
+        )
+        self.record(
+            slot,
+            StepRecord(
+                id=slot.step_id,
+                kind=slot.kind,
+                status=StepStatus.FAILED,
+                attempts=refused.attempts,
+                error=info,
+                started_at=refused.started_at,
+                ended_at=self.clock.now(),
+            ),
+        )
+        raise StepError(slot.step_id, info.type, info.message)
 
     def suspend(self, slot: Slot, kind: PendingKind, wake_at: datetime | None) -> NoReturn:
         with self._lock:
@@ -420,6 +463,7 @@ class Interpreter:
             started_at=previous.started_at if previous else started,
             ended_at=self.clock.now(),
             failures=previous.failures if previous else (),
+            failures_dropped=previous.failures_dropped if previous else 0,
         )
         self.record(slot, record)
         return output
@@ -431,7 +475,6 @@ class Interpreter:
         now = self.clock.now()
         info = ErrorInfo.from_exception(error)
         previous = slot.record
-        failures = previous.failures if previous else ()
         first_started = previous.started_at if previous else started
         final = (
             # A nested step call or a bad argument will fail the same way every time.
@@ -447,7 +490,8 @@ class Interpreter:
                 error=info,
                 started_at=first_started,
                 ended_at=now,
-                failures=failures,
+                failures=previous.failures if previous else (),
+                failures_dropped=previous.failures_dropped if previous else 0,
             )
             self.record(slot, record)
             raise StepError(slot.step_id, info.type, info.message)
@@ -464,9 +508,11 @@ class Interpreter:
             error=info,
             started_at=first_started,
             wake_at=retry_at,
-            failures=(
-                *failures,
-                AttemptFailure(attempt=attempt, error=info, started_at=started, ended_at=now),
+            **_with_failure(
+                previous,
+                AttemptFailure(
+                    attempt=attempt, error=info.brief(), started_at=started, ended_at=now
+                ),
             ),
         )
         self.record(slot, record)
@@ -546,7 +592,8 @@ class Interpreter:
             stamped = [
                 event.model_copy(
                     update={
-                        "id": event.id or sent_event_id(self.run_id, slot.key, index),
+                        "id": event.id
+                        or sent_event_id(self.loaded.run.secret, self.run_id, slot.key, index),
                         "ts": event.ts or now,
                     }
                 )
@@ -554,8 +601,9 @@ class Interpreter:
             ]
             try:
                 return self.ports.bus.publish(stamped)
-            except TransientError as error:
-                # A bus outage is the step's failure: retried with the step's policy.
+            except (TransientError, PermanentError) as error:
+                # A bus outage (or a missing permission) is the step's failure: retried
+                # with the step's policy, so fixing it in time lets the run carry on.
                 raise RuntimeError(f"could not publish events: {error}") from error
 
         return publish
@@ -625,13 +673,12 @@ class Interpreter:
             index_key=waiter_key(event, match, value),
             match=match,
             if_=if_,
-            trigger=trigger if if_ is not None else None,
             since=since,
             exclude=exclude,
         )
         try:
             self.ports.index.add_wait_path(event, match)
-        except TransientError as error:
+        except (TransientError, PermanentError) as error:
             raise InfrastructureFailure(error) from None
         self.record(
             slot,
@@ -649,7 +696,7 @@ class Interpreter:
         # is found here, and one stored after it finds our registration in the index.
         try:
             earlier = self.ports.events.events_since(event, since, now=now)
-        except TransientError as error:
+        except (TransientError, PermanentError) as error:
             raise InfrastructureFailure(error) from None
         for candidate in earlier:
             if wait_matches(spec, candidate, trigger):
@@ -658,11 +705,16 @@ class Interpreter:
         return self._wait_outcome(slot)
 
     def _lookback_window(self, event_name: str, now: datetime) -> tuple[datetime, tuple[str, ...]]:
-        """Events a new wait may still see: since the run began, minus ones already used."""
+        """Events a new wait may still see: since the run began, minus ones already used.
+
+        Only used events received at or after `since` need excluding (earlier ones are
+        out of the window anyway), so the exclusions do not grow with the run's history.
+        """
         run = self.loaded.run
         since = max(run.lookback_start, now - self.settings.lookback)
-        # The trigger itself never resolves a wait of its own run.
-        consumed = [run.event_id]
+        # (id, time received) of the events already used: the trigger itself never
+        # resolves a wait of its own run.
+        used: list[tuple[str, datetime | None]] = [(run.event_id, run.event_ts)]
         with self._lock:
             records = list(self.history.values())
         for record in records:
@@ -673,11 +725,17 @@ class Interpreter:
                 and record.status is StepStatus.COMPLETED
                 and isinstance(record.output, dict)
             ):
-                consumed.append(str(record.output.get("id")))
                 used_ts = record.output.get("ts")
-                if used_ts:
-                    since = max(since, datetime.fromisoformat(used_ts))
-        return since, tuple(consumed)
+                received = datetime.fromisoformat(used_ts) if used_ts else None
+                used.append((str(record.output.get("id")), received))
+                if received is not None:
+                    since = max(since, received)
+        exclude = tuple(
+            dict.fromkeys(
+                event_id for event_id, received in used if received is None or received >= since
+            )
+        )
+        return since, exclude
 
     def _settle_wait(self, slot: Slot, event: Event) -> None:
         assert slot.record is not None
@@ -755,7 +813,7 @@ class Interpreter:
                     run_id=child_id,
                     parent=ParentRef(run_id=self.run_id, step_key=slot.key, step_id=slot.step_id),
                 )
-            except TransientError as error:
+            except (TransientError, PermanentError) as error:
                 raise InfrastructureFailure(error) from None
             # A fast child may have settled this step before we record it: keep its answer.
             self.record(
@@ -873,6 +931,26 @@ def _check_branches(branches: Sequence[Any]) -> None:
             "parallel takes callables, e.g. "
             "ctx.step.parallel(lambda: ctx.step.run('a', f), lambda: ctx.step.run('b', g))"
         )
+
+
+def _with_failure(previous: StepRecord | None, failure: AttemptFailure) -> dict[str, Any]:
+    """The failures a retried step keeps once `failure` is added: the last few only."""
+    failures = (*(previous.failures if previous else ()), failure)
+    dropped = (previous.failures_dropped if previous else 0) + max(
+        0, len(failures) - MAX_RECORDED_FAILURES
+    )
+    return {"failures": failures[-MAX_RECORDED_FAILURES:], "failures_dropped": dropped}
+
+
+TOO_LARGE_ERROR_TYPE = "ItemTooLargeError"
+
+
+def _is_too_large_failure(record: StepRecord) -> bool:
+    return (
+        record.status is StepStatus.FAILED
+        and record.error is not None
+        and record.error.type == TOO_LARGE_ERROR_TYPE
+    )
 
 
 def _step_error(record: StepRecord) -> StepError:

@@ -55,7 +55,9 @@ class Lifecycle:
         if event.ts is None:
             event = event.model_copy(update={"ts": now})
         run_id = run_id or run_id_for(workflow.id, event.id)
-        run = _queued_run(run_id, workflow, event, now, parent=parent)
+        run = _queued_run(
+            run_id, workflow, event, now, parent=parent, secret=self.ports.clock.token()
+        )
         subscriptions = self._subscriptions(workflow, run_id, event, now)
         existing = self.ports.store.create_run(run, event, subscriptions)
         if existing is None:
@@ -89,7 +91,6 @@ class Lifecycle:
                     index=index,
                     index_key=key,
                     expires_at=now + rule.timeout if rule.timeout else None,
-                    trigger=event if rule.if_ is not None else None,
                 )
             )
         return subscriptions
@@ -148,7 +149,15 @@ class Lifecycle:
         now = self.ports.clock.now()
         new_id = replay_run_id(run_id, workflow.id, now.isoformat())
         event = loaded.event
-        run = _queued_run(new_id, workflow, event, now, replay_of=run_id, replay_from=from_step)
+        run = _queued_run(
+            new_id,
+            workflow,
+            event,
+            now,
+            replay_of=run_id,
+            replay_from=from_step,
+            secret=self.ports.clock.token(),
+        )
         # Steps first, the run (and its start message) last: a half-made replay is
         # invisible rather than running without the steps it should keep.
         for step in kept:

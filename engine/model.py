@@ -19,11 +19,30 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from sdk import Event
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+# What a recorded failure keeps (README, Limits): the message of a step's or run's error,
+# its traceback, and for each earlier failed attempt of a step, a shorter message and no
+# traceback, for at most the last MAX_RECORDED_FAILURES attempts. A retried step then
+# stays a few KB however large its exceptions are.
+MAX_ERROR_MESSAGE_BYTES = 8_192
+MAX_TRACEBACK_CHARS = 4_000
+MAX_ATTEMPT_MESSAGE_BYTES = 512
+MAX_RECORDED_FAILURES = 10
+
+
+def truncate_utf8(text: str, max_bytes: int) -> str:
+    """`text` cut to at most `max_bytes` of UTF-8, saying how much was cut."""
+    data = text.encode("utf-8", "surrogatepass")
+    if len(data) <= max_bytes:
+        return text
+    note = f" ... [{len(data) - max_bytes:,} more bytes not kept]"
+    kept = data[: max(0, max_bytes - len(note))].decode("utf-8", "ignore")
+    return kept + note
 
 
 class RunStatus(StrEnum):
@@ -63,18 +82,43 @@ class _Record(BaseModel):
 
 
 class ErrorInfo(_Record):
-    """A failure as recorded: the exception's type name and message (and traceback)."""
+    """A failure as recorded: the exception's type name and message (and traceback).
+
+    The message is kept to MAX_ERROR_MESSAGE_BYTES and the traceback to its last
+    MAX_TRACEBACK_CHARS characters, whoever builds the record.
+    """
 
     type: str
     message: str
     traceback: str | None = None
 
+    @field_validator("type")
+    @classmethod
+    def _short_type(cls, value: str) -> str:
+        return truncate_utf8(value, 256)
+
+    @field_validator("message")
+    @classmethod
+    def _capped_message(cls, value: str) -> str:
+        return truncate_utf8(value, MAX_ERROR_MESSAGE_BYTES)
+
+    @field_validator("traceback")
+    @classmethod
+    def _capped_traceback(cls, value: str | None) -> str | None:
+        return value[-MAX_TRACEBACK_CHARS:] if value is not None else None
+
     @classmethod
     def from_exception(cls, error: BaseException, *, with_traceback: bool = True) -> ErrorInfo:
         trace = None
         if with_traceback and error.__traceback__ is not None:
-            trace = "".join(traceback.format_exception(error)[-12:])[-4000:]
+            trace = "".join(traceback.format_exception(error)[-12:])
         return cls(type=type(error).__name__, message=str(error), traceback=trace)
+
+    def brief(self) -> ErrorInfo:
+        """What an earlier attempt keeps: a shorter message and no traceback."""
+        return ErrorInfo(
+            type=self.type, message=truncate_utf8(self.message, MAX_ATTEMPT_MESSAGE_BYTES)
+        )
 
     def __str__(self) -> str:
         return f"{self.type}: {self.message}"
@@ -96,11 +140,13 @@ class WaitSpec(_Record):
     index_key: str
     match: str | None = None
     if_: str | None = None
-    # The run's trigger event, kept only when `if_` needs it to evaluate `event.*`.
+    # Written by earlier versions only: the trigger is stored once, as the run's EVENT
+    # item, and loaded when `if_` needs it.
     trigger: Event | None = None
-    # Events published before this instant do not resolve the wait (lookback start).
+    # Events received before this instant do not resolve the wait (lookback start).
     since: datetime
-    # Events already consumed by earlier waits of this run on the same event name.
+    # Events received at or after `since` that earlier waits of this run on the same
+    # event name (or the trigger) already used.
     exclude: tuple[str, ...] = ()
 
 
@@ -124,7 +170,10 @@ class StepRecord(_Record):
     started_at: datetime | None = None
     ended_at: datetime | None = None
     wake_at: datetime | None = None
+    # The last MAX_RECORDED_FAILURES failed attempts (ErrorInfo.brief), and how many
+    # earlier ones were not kept.
     failures: tuple[AttemptFailure, ...] = ()
+    failures_dropped: int = 0
     wait: WaitSpec | None = None
     # Whether the record sits in the waiter index. A resolved wait stays indexed until
     # its run has seen the resolution, so a redelivered event can find it and wake the
@@ -201,6 +250,10 @@ class RunRecord(_Record):
     workflow_id: str
     status: RunStatus
     version: int = 0
+    # Random, drawn when the run is created (Clock.token), never shown: keys the ids of
+    # the events the run sends (engine.ids.sent_event_id). None for runs created before
+    # runs had one.
+    secret: str | None = Field(default=None, repr=False)
     # When the run next needs attention; EPOCH means "now" (set when an event resolves
     # one of its waits). None means nothing is scheduled (waiting without a timeout).
     wake_at: datetime | None = None
@@ -258,6 +311,7 @@ class CancelSubscription(_Record):
     index: int
     index_key: str
     expires_at: datetime | None = None
+    # Written by earlier versions only (see WaitSpec.trigger).
     trigger: Event | None = None
 
 

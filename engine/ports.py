@@ -3,11 +3,24 @@
 Real adapters live in `infra/` (DynamoDB, SQS, EventBridge Scheduler, EventBridge);
 in-memory fakes for unit tests of the pure engine live in `engine/testing.py`.
 
-Error contract: adapters raise only the exceptions defined here. A lost compare-and-set
-is a `RunConflict` or `StepConflict` carrying what is stored now; anything the adapter
-could not do after its own retries is a `TransientError`, which makes the engine give
-the message back to the queue for a later attempt; a failure retrying cannot fix
-(access denied, a missing table, a refused item) is an `AdapterError`.
+Error contract: adapters raise only the exceptions defined here, chosen by the type of
+the failure (the AWS error code), never by its text:
+
+    RunConflict, StepConflict   a lost compare-and-set, carrying what is stored now
+    TransientError              retrying may fix it (throttling, a 5xx, a timeout): the
+    │                           engine gives the message back to the queue for later
+    └── UnreachableError        the endpoint could not be connected to at all
+    PermanentError              retrying will not fix it: its message (and `remedy`) says
+    │                           what to fix, after which the dead-letter queue is redriven
+    ├── ItemTooLargeError       a record is over the item size limit
+    ├── ResourceMissingError    a table, queue, bus or schedule group does not exist
+    ├── AccessDeniedError       the credentials lack a permission
+    └── InvalidRequestError     the service refused the request as invalid
+
+Inside a run, a permanent error fails the message, not the run: an operator's fix and a
+redrive let it carry on. Two exceptions: an item too large fails the step or run it is
+about (Interpreter.record, Runner._apply), and the bus failing a `send_event` step is that
+step's failure, retried with its policy.
 """
 
 from __future__ import annotations
@@ -34,12 +47,50 @@ class TransientError(Exception):
     """An infrastructure call failed after retries; the message should be retried later."""
 
 
-class AdapterError(Exception):
-    """An infrastructure call failed in a way retrying will not fix (access, validation)."""
+class UnreachableError(TransientError):
+    """The service's endpoint could not be connected to (refused, connect timeout, DNS)."""
 
 
-class PayloadTooLarge(AdapterError):
-    """A record is over the store's item size limit."""
+class PermanentError(Exception):
+    """An infrastructure call failed in a way retrying will not fix.
+
+    `remedy` says what to do about it; once that is done, the messages that failed
+    meanwhile are sent back from their dead-letter queue (redriven).
+    """
+
+    remedy = "fix the cause named in the error"
+
+
+class ItemTooLargeError(PermanentError):
+    """A record is over the store's item size limit (DynamoDB: 400 KB)."""
+
+    remedy = "keep what steps return and events carry under the documented limits"
+
+
+class ResourceMissingError(PermanentError):
+    """A table, queue, event bus or schedule group the adapter uses does not exist."""
+
+    remedy = (
+        "deploy the stack, or point the STEPLINE_* settings (and the region) at the "
+        "resources it created"
+    )
+
+
+class AccessDeniedError(PermanentError):
+    """The credentials lack a permission the call needs (or are invalid)."""
+
+    remedy = "grant the function's role the permission named in the error"
+
+
+class InvalidRequestError(PermanentError):
+    """The service refused the request as invalid (a validation error)."""
+
+    remedy = "fix what the error names; if it is Stepline's own request, report it as a bug"
+
+
+# Earlier names of the permanent branch, kept for callers written against them.
+AdapterError = PermanentError
+PayloadTooLarge = ItemTooLargeError
 
 
 class RunConflict(Exception):
@@ -77,6 +128,10 @@ class Clock(Protocol):
         """
         ...
 
+    def token(self) -> str:
+        """A fresh secret of at least 128 random bits, as text (a run's secret)."""
+        ...
+
 
 class RunStore(Protocol):
     def load(self, run_id: str) -> LoadedRun | None:
@@ -84,6 +139,10 @@ class RunStore(Protocol):
         ...
 
     def get_run(self, run_id: str) -> RunRecord | None: ...
+
+    def get_event(self, run_id: str) -> Event | None:
+        """The run's trigger event (strongly consistent), or None if the run is absent."""
+        ...
 
     def create_run(
         self, run: RunRecord, event: Event, subscriptions: Sequence[CancelSubscription]

@@ -60,7 +60,7 @@ from engine.model import (
     RunStatus,
     WorkMessage,
 )
-from engine.ports import Ports, RunConflict, TransientError
+from engine.ports import ItemTooLargeError, Ports, RunConflict, TransientError
 from engine.settings import EngineSettings
 from sdk import App
 
@@ -329,7 +329,28 @@ class Runner:
         # nothing (a wait resolved by its event before its timeout, say).
         update["armed_at"] = update["wake_at"]
         new = run.model_copy(update=update)
-        self.ports.store.write_run(new, expected_version=run.version)
+        try:
+            self.ports.store.write_run(new, expected_version=run.version)
+        except ItemTooLargeError as error:
+            # Outputs and errors are capped so that this cannot happen; if it does, the
+            # run fails with an error naming the limit rather than its message being
+            # retried into the dead-letter queue.
+            new = run.model_copy(
+                update={
+                    **update,
+                    "status": RunStatus.FAILED,
+                    "output": None,
+                    "wake_at": None,
+                    "ended_at": now,
+                    "error": ErrorInfo(
+                        type="ItemTooLargeError",
+                        message=f"run {run.run_id} could not be recorded: its item is over "
+                        f"DynamoDB's 400 KB item size limit ({error}). Keep the workflow's "
+                        f"return value under {self.settings.max_output_bytes:,} bytes of JSON.",
+                    ),
+                }
+            )
+            self.ports.store.write_run(new, expected_version=run.version)
         loaded.run = new
         previous = run.armed_at
         if previous is not None and previous != new.wake_at and previous > now:

@@ -70,6 +70,9 @@ class InMemoryStore:
     def get_run(self, run_id: str) -> RunRecord | None:
         return self.runs.get(run_id)
 
+    def get_event(self, run_id: str) -> Event | None:
+        return self.events.get(run_id)
+
     def create_run(
         self, run: RunRecord, event: Event, subscriptions: Sequence[CancelSubscription]
     ) -> RunRecord | None:

@@ -82,6 +82,8 @@ class StepView:
     wake_at: datetime | None = None
     failures: tuple[AttemptFailure, ...] = ()
     detail: str = ""
+    # Failed attempts older than the ones in `failures`, which the record did not keep.
+    failures_dropped: int = 0
 
     @classmethod
     def of(cls, record: StepRecord, run: RunRecord | None = None) -> StepView:
@@ -111,6 +113,7 @@ class StepView:
             wake_at=record.wake_at,
             failures=record.failures,
             detail=detail,
+            failures_dropped=record.failures_dropped,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -135,6 +138,7 @@ class StepView:
                 }
                 for failure in self.failures
             ],
+            "failed_attempts_not_kept": self.failures_dropped,
         }
 
 

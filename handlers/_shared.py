@@ -11,10 +11,12 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 from engine.logcontext import log_context
-from engine.ports import TransientError
+from engine.model import EPOCH
+from engine.ports import PermanentError, TransientError
 from infra.eventbridge import decode_envelope
 from infra.logs import configure_lambda_logging, redact
 from infra.settings import Settings
@@ -62,6 +64,16 @@ class SQSRecord:
         value = attributes.get("ApproximateReceiveCount")
         return None if value is None else str(value)
 
+    @property
+    def sent_at(self) -> datetime | None:
+        """When SQS received the message (`SentTimestamp`, set by SQS: no sender can)."""
+        attributes = self._raw.get("attributes") or {}
+        try:
+            millis = int(attributes["SentTimestamp"])
+            return EPOCH + timedelta(milliseconds=millis)
+        except (KeyError, TypeError, ValueError, OverflowError):
+            return None
+
 
 def receive_count(record: SQSRecord) -> int:
     try:
@@ -106,6 +118,19 @@ def process_batch(
                 queue,
                 record.message_id,
                 error,
+            )
+            raise
+        except PermanentError as error:
+            log.error(
+                "%s queue: message %s failed permanently (%s): %s. Retrying will not fix "
+                "this: %s. SQS hands the message back until the queue's maxReceiveCount, "
+                "then moves it to the dead-letter queue; once fixed, redrive that queue "
+                "(aws sqs start-message-move-task --source-arn <the dead-letter queue's ARN>).",
+                queue,
+                record.message_id,
+                type(error).__name__,
+                error,
+                error.remedy,
             )
             raise
         except Exception:
@@ -168,9 +193,12 @@ def _heartbeat(records: list[Any], services: Services) -> VisibilityHeartbeat:
     )
 
 
-def decode_event(body: str, services: Services) -> Any:
-    """The Event in an event-queue record; its data is logged only at DEBUG, redacted."""
-    event = decode_envelope(body)
+def decode_event(record: SQSRecord, services: Services) -> Any:
+    """The Event in an event-queue record; its data is logged only at DEBUG, redacted.
+
+    Its time is when SQS received it, or, for a record that does not say, now.
+    """
+    event = decode_envelope(record.body, received_at=record.sent_at or services.ports.clock.now())
     if log.isEnabledFor(logging.DEBUG):
         log.debug(
             "event %s (%s) data: %s",

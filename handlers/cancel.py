@@ -16,6 +16,6 @@ def handler(
         event,
         context,
         "cancel",
-        lambda record: svc.router.cancel_matching(decode_event(record.body, svc)),
+        lambda record: svc.router.cancel_matching(decode_event(record, svc)),
         svc,
     )

@@ -16,6 +16,6 @@ def handler(
         event,
         context,
         "trigger",
-        lambda record: svc.router.trigger(decode_event(record.body, svc)),
+        lambda record: svc.router.trigger(decode_event(record, svc)),
         svc,
     )

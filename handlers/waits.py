@@ -16,6 +16,6 @@ def handler(
         event,
         context,
         "waits",
-        lambda record: svc.router.resolve_waits(decode_event(record.body, svc)),
+        lambda record: svc.router.resolve_waits(decode_event(record, svc)),
         svc,
     )

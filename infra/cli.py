@@ -49,10 +49,16 @@ from botocore.exceptions import (
 )
 
 from engine.model import RunStatus
-from engine.ports import AdapterError, TransientError
+from engine.ports import (
+    AccessDeniedError,
+    PermanentError,
+    ResourceMissingError,
+    TransientError,
+    UnreachableError,
+)
 from engine.views import RunView, history_of
 from infra import render
-from infra.dynamo import DynamoStore, TableMissing
+from infra.dynamo import DynamoStore
 from infra.eventbridge import EventBridgeBus, EventTooLargeError
 from infra.resources import create_resources, discover_resources
 from infra.settings import ConfigurationError, Settings
@@ -130,11 +136,9 @@ def errors(function: F) -> F:
             raise
         except ConfigurationError as error:
             fail(Exit.CONFIG, str(error))
-        except (EndpointConnectionError, ConnectionError) as error:
+        except (EndpointConnectionError, ConnectionError, UnreachableError) as error:
             fail(Exit.UNREACHABLE, f"cannot reach {_where()}: {error}. {_reach_hint()}")
         except TransientError as error:
-            if "Could not connect" in str(error) or "unreachable" in str(error):
-                fail(Exit.UNREACHABLE, f"cannot reach {_where()}: {error}. {_reach_hint()}")
             fail(Exit.REFUSED, str(error))
         except (NoCredentialsError, NoRegionError) as error:
             fail(
@@ -142,9 +146,9 @@ def errors(function: F) -> F:
                 f"{error}. Configure AWS credentials and a region (AWS_PROFILE, AWS_REGION), "
                 "or pass --endpoint to use a local server.",
             )
-        except TableMissing as error:
+        except (ResourceMissingError, AccessDeniedError) as error:
             fail(Exit.CONFIG, f"{error}. {_reach_hint()}")
-        except (AdapterError, ClientError) as error:
+        except (PermanentError, ClientError) as error:
             fail(Exit.REFUSED, str(error))
 
     return wrapper  # type: ignore[return-value]

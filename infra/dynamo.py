@@ -9,7 +9,7 @@ Item layout (`pk` / `sk`; every record is one JSON attribute `r`):
 | cancel rule | `RUN#<run>` | `CANCEL#<i>` | `g1pk`/`g1sk` (waiters index) |
 | step | `RUN#<run>` | `STEP#<position>` | `g1pk`/`g1sk` while indexed as a wait |
 | wait paths | `WAITPATHS#<event name>` | `_` | `paths` string set |
-| logged event | `EVLOG#<name>#<day>` | `<ts>#<id>` | `ttl` |
+| logged event | `EVLOG#<name>#<day>` | `<ts received>#<digest of id>` | `ttl` |
 
 So loading a run is one Query on its partition, each step write is one PutItem with a
 condition, and an event finds its waits with one Query on the `waiters` index.
@@ -23,7 +23,13 @@ engine never needs a read to learn why a write lost. A conflict with exactly the
 were writing is a success: an earlier attempt committed, its response was lost, and
 botocore retried (found by the throttling suite; without this the engine abandoned runs
 it had in fact claimed). Throttling is retried by botocore
-(standard mode); what is left becomes `TransientError`. No `ClientError` leaves here.
+(standard mode); what is left becomes `TransientError`, and what retrying cannot fix a
+`PermanentError` (`TableMissing`, `ItemTooLargeError`, ...), chosen by error code
+(infra/aws_errors.py). No `ClientError` leaves here.
+
+Keys stay within DynamoDB's limits by construction: index keys (`g1pk`) that would be
+too long are digests (engine/ids.py), and event ids enter the event log's sort key as
+digests.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from engine.ids import event_key
 from engine.model import (
     EPOCH,
     CancelSubscription,
@@ -48,12 +55,13 @@ from engine.model import (
     StepRecord,
 )
 from engine.ports import (
-    AdapterError,
-    PayloadTooLarge,
+    ItemTooLargeError,
+    ResourceMissingError,
     RunConflict,
     StepConflict,
     TransientError,
 )
+from infra.aws_errors import aws_error, error_code
 from infra.resources import RUNS_INDEX, TTL_ATTRIBUTE, WAITERS_INDEX
 from sdk import Event
 
@@ -70,18 +78,16 @@ _RUN_ATTRIBUTES_IN_COLUMNS = {"status", "version", "wake_at", "lease"}
 # The part of a lease that says who holds it; renewals are conditional on it.
 _LEASE_IDENTITY = {"message_id", "receive_count", "holder"}
 _TERMINAL = [status.value for status in RunStatus if status.terminal]
-_TRANSIENT_CODES = {
-    "ProvisionedThroughputExceededException",
-    "ThrottlingException",
-    "RequestLimitExceeded",
-    "InternalServerError",
-    "ServiceUnavailable",
-    "TransactionInProgressException",
+# Why a transaction was cancelled, when trying again later may succeed.
+_TRANSIENT_CANCELLATIONS = {
+    "TransactionConflict",
+    "ProvisionedThroughputExceeded",
+    "ThrottlingError",
 }
 
 
-class TableMissing(AdapterError):
-    pass
+class TableMissing(ResourceMissingError):
+    """The table (or its index) does not exist."""
 
 
 def _s(value: str) -> dict[str, str]:
@@ -118,21 +124,31 @@ class DynamoStore:
         except ClientError as error:
             raise self._translate(error) from None
         except BotoCoreError as error:
-            raise TransientError(f"DynamoDB unreachable: {error}") from None
+            raise self._translate(error) from None
 
-    def _translate(self, error: ClientError) -> Exception:
-        code = error.response.get("Error", {}).get("Code", "")
-        message = error.response.get("Error", {}).get("Message", "")
-        if code in _TRANSIENT_CODES:
-            return TransientError(f"DynamoDB {code}: {message}")
-        if code == "ResourceNotFoundException":
-            return TableMissing(
-                f"DynamoDB table {self._table!r} does not exist (or the index is missing): "
-                "check STEPLINE_TABLE, the region, and that the stack is deployed"
-            )
-        if code == "ValidationException" and "size" in message.lower():
-            return PayloadTooLarge(f"DynamoDB refused an item: {message}")
-        return AdapterError(f"DynamoDB {code}: {message}")
+    def _translate(self, error: ClientError | BotoCoreError) -> Exception:
+        """The engine's exception for a failed call, by type (see infra/aws_errors.py)."""
+        if isinstance(error, ClientError):
+            code = error_code(error)
+            if code == "ResourceNotFoundException":
+                return TableMissing(
+                    f"DynamoDB table {self._table!r} does not exist (or the index is missing): "
+                    "check STEPLINE_TABLE, the region, and that the stack is deployed"
+                )
+            if code == "TransactionCanceledException":
+                reasons = error.response.get("CancellationReasons") or []
+                codes = {reason.get("Code") for reason in reasons}
+                if codes & _TRANSIENT_CANCELLATIONS:
+                    return TransientError(
+                        f"DynamoDB transaction cancelled: {sorted(map(str, codes))}"
+                    )
+                for reason in reasons:
+                    message = str(reason.get("Message") or "")
+                    if reason.get("Code") == "ValidationError" and "item size" in message.lower():
+                        return ItemTooLargeError(
+                            f"DynamoDB refused an item over its size limit: {message}"
+                        )
+        return aws_error(error, service="DynamoDB", resource=f"table {self._table!r}")
 
     # -- encoding ------------------------------------------------------------------------
 
@@ -228,6 +244,14 @@ class DynamoStore:
                 return
             kwargs["ExclusiveStartKey"] = last
 
+    def get_event(self, run_id: str) -> Event | None:
+        item = self._call(
+            self._client.get_item,
+            Key={"pk": _s(f"RUN#{run_id}"), "sk": _s(_EVENT_SK)},
+            ConsistentRead=True,
+        ).get("Item")
+        return Event.model_validate_json(item["r"]["S"]) if item else None
+
     def get_run(self, run_id: str) -> RunRecord | None:
         item = self._call(
             self._client.get_item,
@@ -261,7 +285,7 @@ class DynamoStore:
                     return None if existing == run else existing
                 raise self._translate(error) from None
             except BotoCoreError as error:
-                raise TransientError(f"DynamoDB unreachable: {error}") from None
+                raise self._translate(error) from None
             return None
         items: list[dict[str, Any]] = [
             {"Put": {"TableName": self._table, "Item": event_item}},
@@ -292,7 +316,7 @@ class DynamoStore:
                     return None if existing == run else existing
             raise self._translate(error) from None
         except BotoCoreError as error:
-            raise TransientError(f"DynamoDB unreachable: {error}") from None
+            raise self._translate(error) from None
         return None
 
     def write_run(self, run: RunRecord, *, expected_version: int) -> None:
@@ -315,7 +339,7 @@ class DynamoStore:
                 raise RunConflict(current) from None
             raise self._translate(error) from None
         except BotoCoreError as error:
-            raise TransientError(f"DynamoDB unreachable: {error}") from None
+            raise self._translate(error) from None
 
     def renew_lease(
         self, run_id: str, lease: Lease, *, running_step: RunningStep | None = None
@@ -370,7 +394,7 @@ class DynamoStore:
                 return False
             raise self._translate(error) from None
         except BotoCoreError as error:
-            raise TransientError(f"DynamoDB unreachable: {error}") from None
+            raise self._translate(error) from None
         return True
 
     def put_step(
@@ -405,7 +429,7 @@ class DynamoStore:
                 raise StepConflict(current) from None
             raise self._translate(error) from None
         except BotoCoreError as error:
-            raise TransientError(f"DynamoDB unreachable: {error}") from None
+            raise self._translate(error) from None
         return record.model_copy(update={"raw": raw})
 
     def write_steps(self, records: Sequence[tuple[str, StepRecord]]) -> None:
@@ -463,7 +487,7 @@ class DynamoStore:
                 except ClientError as error:
                     raise self._translate(error) from None
                 except BotoCoreError as error:
-                    raise TransientError(f"DynamoDB unreachable: {error}") from None
+                    raise self._translate(error) from None
                 batch = response.get("UnprocessedItems") or {}
                 if not batch:
                     break
@@ -514,7 +538,7 @@ class DynamoStore:
             except ClientError as error:
                 raise self._translate(error) from None
             except BotoCoreError as error:
-                raise TransientError(f"DynamoDB unreachable: {error}") from None
+                raise self._translate(error) from None
             for item in response.get("Responses", {}).get(self._table, []):
                 run = self._run_from(item)
                 if workflow_id and run.workflow_id != workflow_id:
@@ -582,7 +606,9 @@ class DynamoStore:
             self._client.put_item,
             Item={
                 "pk": _s(f"EVLOG#{event.name}#{ts:%Y-%m-%d}"),
-                "sk": _s(f"{_sortable(ts)}#{event.id}"),
+                # The id only keeps two events of one instant apart: a fixed-size digest
+                # of it, so that no id can make the sort key too long.
+                "sk": _s(f"{_sortable(ts)}#{event_key(event.id)}"),
                 "r": _s(event.model_dump_json()),
                 TTL_ATTRIBUTE: _n(int(expires_at.timestamp())),
             },

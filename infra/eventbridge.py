@@ -11,9 +11,15 @@ Sending (what users do with plain boto3, and what `EventBridgeBus` does)::
 
 Receiving: an EventBridge rule puts the whole event on an SQS queue, so a handler's
 record body is `{"id", "detail-type", "source", "time", "detail", ...}`. The event id is
-EventBridge's, unless the detail carries `"$stepline": {"id": ..., "ts": ...}`, which
-Stepline adds for events whose id it chose (send_event, or `Event(id=...)`), so that
-re-sending one is recognised as the same event.
+EventBridge's, unless the detail carries `"$stepline": {"id": ...}`, which Stepline adds
+for events whose id it chose (send_event, or `Event(id=...)`), so that re-sending one is
+recognised as the same event. An id is at most MAX_EVENT_ID_LENGTH characters.
+
+An event's time (`Event.ts`) is when the bus delivered it to our queue: the SQS record's
+`SentTimestamp`, which SQS sets and no sender can. The body's `time` (which `PutEvents`
+takes from the sender's `Time`) and a `ts` in `$stepline` are claims, and are ignored;
+otherwise an event published before a run started could claim a later time and resolve
+the run's new wait.
 """
 
 from __future__ import annotations
@@ -21,39 +27,54 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
-from engine.ports import TransientError
+from engine.ports import AccessDeniedError, InvalidRequestError, TransientError
+from infra.aws_errors import ACCESS_CODES, TRANSIENT_CODES, aws_error
 from sdk import Event
 
 log = logging.getLogger("stepline.eventbridge")
 
 RESERVED_KEY = "$stepline"
 MAX_ENTRY_BYTES = 256 * 1024
+# Longer ids are refused when sending and when received (README, Limits). Ids enter keys
+# only as digests, so this is about what is stored and shown, not about key sizes.
+MAX_EVENT_ID_LENGTH = 512
 _BATCH = 10
 
 
 class BadEventError(ValueError):
-    """An incoming record is not an event Stepline can use; the message says why."""
+    """An event Stepline cannot use, received or about to be sent; the message says why."""
 
 
 class EventTooLargeError(ValueError):
     pass
 
 
+def check_event_id(event_id: str, *, name: str) -> None:
+    """Refuse an id over MAX_EVENT_ID_LENGTH, or one that is not valid text."""
+    if len(event_id) > MAX_EVENT_ID_LENGTH:
+        raise BadEventError(
+            f"event {name!r} has an id of {len(event_id):,} characters; the limit is "
+            f"{MAX_EVENT_ID_LENGTH} (MAX_EVENT_ID_LENGTH). Use a shorter id, such as a "
+            "digest of the long one."
+        )
+    try:
+        event_id.encode()
+    except UnicodeEncodeError:
+        raise BadEventError(f"event {name!r} has an id that is not valid Unicode text") from None
+
+
 def entry_for(event: Event, *, bus: str, source: str) -> dict[str, Any]:
     """The put_events entry for an event, checked against EventBridge's 256 KB limit."""
     detail = dict(event.data)
-    if event.id or event.ts:
-        marker: dict[str, str] = {}
-        if event.id:
-            marker["id"] = event.id
-        if event.ts:
-            marker["ts"] = event.ts.isoformat()
-        detail[RESERVED_KEY] = marker
+    if event.id:
+        check_event_id(event.id, name=event.name)
+        detail[RESERVED_KEY] = {"id": event.id}
     entry: dict[str, Any] = {
         "Source": source,
         "DetailType": event.name,
@@ -74,8 +95,12 @@ def entry_for(event: Event, *, bus: str, source: str) -> dict[str, Any]:
     return entry
 
 
-def decode_envelope(body: str | dict[str, Any]) -> Event:
-    """The `Event` in an SQS record body that an EventBridge rule delivered."""
+def decode_envelope(body: str | dict[str, Any], *, received_at: datetime) -> Event:
+    """The `Event` in an SQS record body that an EventBridge rule delivered.
+
+    `received_at` is the event's time: when SQS received it (the record's
+    `SentTimestamp`). The times the body claims are ignored (see the module docstring).
+    """
     if isinstance(body, str):
         try:
             body = json.loads(body)
@@ -95,14 +120,13 @@ def decode_envelope(body: str | dict[str, Any]) -> Event:
     data = dict(detail)
     marker = data.pop(RESERVED_KEY, None)
     event_id = body.get("id")
-    ts: Any = body.get("time")
     if isinstance(marker, dict):
         event_id = marker.get("id") or event_id
-        ts = marker.get("ts") or ts
     if not isinstance(event_id, str) or not event_id:
         raise BadEventError(f"event {name!r} has no id")
+    check_event_id(event_id, name=name)
     try:
-        return Event(name=name, data=data, id=event_id, ts=ts)
+        return Event(name=name, data=data, id=event_id, ts=received_at)
     except ValidationError as error:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
         raise BadEventError(f"event {name!r} ({event_id}) is invalid: {problems}") from None
@@ -131,19 +155,27 @@ class EventBridgeBus:
             try:
                 response = self._client.put_events(Entries=[entries[i] for i in todo])
             except (ClientError, BotoCoreError) as error:
-                raise TransientError(f"EventBridge put_events failed: {error}") from None
+                raise aws_error(
+                    error, service="EventBridge", resource=f"event bus {self._bus!r}"
+                ) from None
             retry = []
             for index, result in zip(todo, response["Entries"], strict=True):
                 if "EventId" in result:
                     assigned[index] = assigned[index] or result["EventId"]
-                else:
-                    retry.append(index)
-                    log.warning(
-                        "EventBridge refused event %s: %s %s",
-                        events[index].name,
-                        result.get("ErrorCode"),
-                        result.get("ErrorMessage"),
+                    continue
+                code = str(result.get("ErrorCode") or "")
+                refusal = (
+                    f"EventBridge refused event {events[index].name!r} on bus {self._bus!r}: "
+                    f"{code} {result.get('ErrorMessage') or ''}"
+                )
+                if code in ACCESS_CODES or code.startswith("NotAuthorized"):
+                    raise AccessDeniedError(
+                        f"{refusal}. Grant the role events:PutEvents on the bus"
                     )
+                if code and code not in TRANSIENT_CODES:
+                    raise InvalidRequestError(refusal)
+                retry.append(index)
+                log.warning("%s; trying again", refusal)
             todo = retry
             if not todo:
                 return [event_id for event_id in assigned if event_id is not None]

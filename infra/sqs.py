@@ -7,7 +7,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from engine.model import WorkMessage
-from engine.ports import TransientError
+from infra.aws_errors import aws_error
 
 # SQS holds a message back for at most 15 minutes.
 MAX_DELAY_SECONDS = 900
@@ -36,4 +36,4 @@ class SqsWorkQueue:
                 QueueUrl=self._url, MessageBody=encode_message(message), DelaySeconds=delay
             )
         except (ClientError, BotoCoreError) as error:
-            raise TransientError(f"could not send to the work queue: {error}") from None
+            raise aws_error(error, service="SQS", resource=f"work queue {self._url}") from None

@@ -20,7 +20,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from engine.ids import timer_name
 from engine.model import WorkMessage
-from engine.ports import Clock, TransientError
+from engine.ports import Clock
+from infra.aws_errors import aws_error, error_code
 from infra.sqs import MAX_DELAY_SECONDS, encode_message
 
 
@@ -49,13 +50,18 @@ class SqsSchedulerTimers:
     def arm(self, run_id: str, at: datetime) -> None:
         body = encode_message(WorkMessage(run_id=run_id, reason="timer", at=at))
         delay = math.ceil((at - self._clock.now()).total_seconds())
-        try:
-            if delay <= MAX_DELAY_SECONDS:
+        if delay <= MAX_DELAY_SECONDS:
+            try:
                 self._sqs.send_message(
                     QueueUrl=self._queue_url, MessageBody=body, DelaySeconds=max(0, delay)
                 )
-                return
-            fire_at = _ceil_second(at)
+            except (ClientError, BotoCoreError) as error:
+                raise aws_error(
+                    error, service="SQS", resource=f"work queue {self._queue_url}"
+                ) from None
+            return
+        fire_at = _ceil_second(at)
+        try:
             self._scheduler.create_schedule(
                 Name=timer_name(run_id, int(fire_at.timestamp())),
                 GroupName=self._group,
@@ -65,12 +71,14 @@ class SqsSchedulerTimers:
                 ActionAfterCompletion="DELETE",
                 Target={"Arn": self._queue_arn, "RoleArn": self._role_arn, "Input": body},
             )
-        except ClientError as error:
-            if error.response["Error"]["Code"] == "ConflictException":
+        except (ClientError, BotoCoreError) as error:
+            if isinstance(error, ClientError) and error_code(error) == "ConflictException":
                 return  # already armed
-            raise TransientError(f"could not arm a timer for run {run_id}: {error}") from None
-        except BotoCoreError as error:
-            raise TransientError(f"could not arm a timer for run {run_id}: {error}") from None
+            raise aws_error(
+                error,
+                service="EventBridge Scheduler",
+                resource=f"schedule group {self._group!r} (arming a timer for run {run_id})",
+            ) from None
 
     def disarm(self, run_id: str, at: datetime) -> None:
         if (at - self._clock.now()).total_seconds() <= MAX_DELAY_SECONDS:

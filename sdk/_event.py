@@ -17,8 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 class Event(BaseModel):
     """An event: a name, a JSON object of data, an id and a timestamp.
 
-    `id` and `ts` are filled in when the event is sent if you leave them empty. Set `id`
-    yourself to make sending idempotent: an event id starts each workflow at most once.
+    `id` is filled in when the event is sent if you leave it empty. Set it yourself to
+    make sending idempotent: an event id starts each workflow at most once. A received
+    event's `ts` is when Stepline's queue received it; a time the sender claims is not
+    trusted, so it is not kept.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
