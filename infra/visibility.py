@@ -91,10 +91,19 @@ class VisibilityHeartbeat:
 
 
 class QueueUrls:
-    """Queue URLs by ARN, looked up once (GetQueueUrl) when a heartbeat first needs one."""
+    """Queue URLs by ARN, for heartbeats: known ones (the worker's queues, the work queue
+    of the settings), AWS's standard form on AWS, else looked up once (GetQueueUrl) on an
+    endpoint such as moto's, whose URLs differ."""
 
-    def __init__(self, sqs: Callable[[], Any], known: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        sqs: Callable[[], Any],
+        *,
+        endpoint: str | None = None,
+        known: dict[str, str] | None = None,
+    ) -> None:
         self._sqs = sqs
+        self._endpoint = endpoint
         self._urls = dict(known or {})
         self._lock = threading.Lock()
 
@@ -106,10 +115,13 @@ class QueueUrls:
         with self._lock:
             url = self._urls.get(arn)
         if url is None:
-            # arn:aws:sqs:<region>:<account>:<name>
-            parts = arn.split(":")
-            url = self._sqs().get_queue_url(QueueName=parts[-1], QueueOwnerAWSAccountId=parts[-2])[
-                "QueueUrl"
-            ]
+            # arn:<partition>:sqs:<region>:<account>:<name>
+            _, partition, _, region, account, name = arn.split(":", 5)
+            if self._endpoint is None:
+                suffix = "amazonaws.com.cn" if partition == "aws-cn" else "amazonaws.com"
+                url = f"https://sqs.{region}.{suffix}/{account}/{name}"
+            else:
+                reply = self._sqs().get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)
+                url = str(reply["QueueUrl"])
             self.add(arn, url)
         return url

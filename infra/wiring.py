@@ -165,7 +165,11 @@ def build_services(
         runner=runner,
         router=router,
         lifecycle=lifecycle,
-        queue_urls=QueueUrls(lambda: clients.sqs),
+        queue_urls=QueueUrls(
+            lambda: clients.sqs,
+            endpoint=settings.endpoint_url,
+            known={settings.queue_arn: settings.work_queue_url} if settings.work_queue_url else {},
+        ),
     )
 
 

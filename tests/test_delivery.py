@@ -126,3 +126,16 @@ def test_a_crash_after_recording_a_sleep_before_arming_its_timer_still_wakes_the
         rt.advance(timedelta(hours=2, seconds=2))
         assert rt.run(run_id).status == "COMPLETED"
         assert effects["wake"] == 1
+
+
+def test_a_heartbeat_finds_a_queues_url_from_its_arn_without_asking_aws():
+    from infra.visibility import QueueUrls
+
+    def no_calls() -> None:
+        raise AssertionError("no AWS call expected on AWS: the URL follows from the ARN")
+
+    urls = QueueUrls(no_calls)
+    assert (
+        urls.url_of("arn:aws:sqs:eu-west-1:123456789012:shop-waits")
+        == "https://sqs.eu-west-1.amazonaws.com/123456789012/shop-waits"
+    )
