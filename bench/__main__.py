@@ -33,6 +33,7 @@ class Sizes:
     cost_segments: int
     mix_inline: int
     steps: int = 100
+    gate_steps: int = 50
 
 
 QUICK = Sizes(
@@ -66,6 +67,7 @@ SMOKE = Sizes(
     cost_segments=3,
     mix_inline=2,
     steps=5,
+    gate_steps=5,
 )
 
 # (key, goal text, test of the goal) for the headline figures.
@@ -73,6 +75,8 @@ GOALS: list[tuple[str, str, Any]] = [
     ("step_overhead_ratio", "<= 1.2", lambda v: v <= 1.2),
     ("dynamodb_writes_per_inline_step", "== 1.0", lambda v: v == 1.0),
     ("sqs_requests_per_inline_step", "== 0", lambda v: v == 0),
+    ("dynamodb_reads_per_inline_step", "== 0", lambda v: v == 0),
+    ("gate_reads_per_step", "<= 0.1", lambda v: v <= 0.1),
     ("dynamodb_writes_per_step", "", None),
     ("dynamodb_reads_per_step", "", None),
     ("sqs_requests_per_step", "", None),
@@ -121,10 +125,16 @@ def run(sizes: Sizes, *, with_dbos: bool = True, progress: Any = None) -> dict[s
         "sqs_requests_per_step",
         "scheduler_requests_per_step",
         "dynamodb_writes_per_inline_step",
+        "dynamodb_reads_per_inline_step",
         "sqs_requests_per_inline_step",
     ):
         result[key] = mix[key]
     result["requests"] = mix
+
+    say("the step gate")
+    gate = figures.step_gate(steps=sizes.gate_steps)
+    result["gate_reads_per_step"] = gate["gate_reads_per_step"]
+    result["step_gate"] = gate
 
     say("cost model")
     cost = figures.cost(segments=sizes.cost_segments)
@@ -191,6 +201,8 @@ def table(result: dict[str, Any]) -> Any:
             for n, entry in result["wait_match"].items()
         ),
         "dynamodb_writes_per_step": f"over the mix ({result['requests']['steps']} steps)",
+        "gate_reads_per_step": f"{result['step_gate']['gate_reads']} GetItem over "
+        f"{result['step_gate']['steps']} steps of {result['step_gate']['step_ms']:.0f} ms",
     }
     for size, entry in result["resume"].items():
         notes[f"resume_ratio_{size}"] = (

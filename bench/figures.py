@@ -233,6 +233,43 @@ def request_mix(*, inline: int = 10) -> dict[str, Any]:
     }
 
 
+# -- the step gate ---------------------------------------------------------------------
+
+
+def step_gate(*, step_ms: float = 20.0, steps: int = 50) -> dict[str, Any]:
+    """What the cancel check costs: reads per inline step for steps of `step_ms`.
+
+    A running invocation looks at its run item before a new step only when its last look
+    is older than `control_interval` (0.5 s), so no step starts later than that after a
+    cancel. The mix's 1 ms steps never trigger a look; this runs one invocation of
+    `steps` steps that each take `step_ms` of real time (a typical API call) and counts
+    the GetItem requests the gate made, per step.
+    """
+    app = App("bench")
+
+    @app.workflow("gated", trigger="bench/gated")
+    def flow(ctx: Context) -> int:
+        for index in range(steps):
+            ctx.step.run(f"call-{index}", time.sleep, step_ms / 1000)
+        return steps
+
+    with runtime(app) as rt:
+        run_id = create_run(rt, "gated")
+        meter = RequestMeter().attach(rt.services.clients, services=("dynamodb",))
+        seconds = invoke_engine(rt, run_id)
+        meter.enabled = False
+        if rt.run(run_id).status != "COMPLETED":
+            raise RuntimeError(f"the gated workflow ended {rt.run(run_id).status}")
+        looks = meter.counts[("dynamodb", "GetItem")]
+    return {
+        "step_ms": step_ms,
+        "steps": steps,
+        "invocation_seconds": seconds,
+        "gate_reads": looks,
+        "gate_reads_per_step": looks / steps,
+    }
+
+
 # -- cost ------------------------------------------------------------------------------------
 
 

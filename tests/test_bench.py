@@ -17,6 +17,8 @@ FLOAT_KEYS = (
     "sqs_requests_per_step",
     "scheduler_requests_per_step",
     "dynamodb_writes_per_inline_step",
+    "dynamodb_reads_per_inline_step",
+    "gate_reads_per_step",
     "cost_per_million_steps_usd",
     "resume_ratio_3",
     "cold_start_ratio",
