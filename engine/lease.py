@@ -27,7 +27,7 @@ from datetime import datetime
 
 from engine.errors import RunHalted
 from engine.model import Lease, RunningStep, RunRecord, RunStatus
-from engine.ports import Clock, RunConflict, RunStore, TransientError
+from engine.ports import Clock, PermanentError, RunConflict, RunStore, TransientError
 from engine.settings import EngineSettings
 
 log = logging.getLogger("stepline.engine")
@@ -92,8 +92,9 @@ class LeaseKeeper:
         except RunConflict:
             self._halt("the run no longer exists", cancelled=False)
             return
-        except TransientError as error:
-            # The lease still runs for two more renewal intervals; try again then.
+        except (TransientError, PermanentError) as error:
+            # The lease still runs for two more renewal intervals; try again then (and a
+            # holder whose lease lapsed meanwhile learns it at its next step gate).
             log.warning("run %s: could not renew its lease (%s)", self._run_id, error)
             return
         if current is None:
