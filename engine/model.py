@@ -257,3 +257,53 @@ class Delivery:
     @property
     def is_redelivery(self) -> bool:
         return self.receive_count > 1
+
+
+class SkippedWorkflow(_Record):
+    """A workflow an event is named for but did not start, and why."""
+
+    workflow_id: str
+    reason: str
+
+
+class EventOutcome(_Record):
+    """What the trigger handler did with one event: the runs it started, or why none.
+
+    Written once per processed event (one write, whatever the number of runs) and kept
+    for the lookback window, so that `stepline send` (and later a dashboard) can say
+    "started runs X, Y" or "started nothing: <reason>". `existing` lists runs this
+    event's id had already started: a duplicate id, or a redelivery of the same event
+    after an earlier delivery started them (the latest processing is what is kept).
+    """
+
+    event_id: str
+    event_name: str
+    # When the trigger handler processed it (each processing rewrites the record).
+    at: datetime
+    started: tuple[str, ...] = ()
+    existing: tuple[str, ...] = ()
+    skipped: tuple[SkippedWorkflow, ...] = ()
+    # Why it started no run, when it started none and found none.
+    reason: str | None = None
+
+    @property
+    def run_ids(self) -> tuple[str, ...]:
+        return self.started + self.existing
+
+    def summary(self) -> str:
+        """One line for people: what this event did."""
+        if self.started:
+            text = f"started {_runs(self.started)}"
+            if self.existing:
+                text += f"; {_runs(self.existing)} already existed for this event id"
+            return text
+        if self.existing:
+            return (
+                f"started nothing new: event id {self.event_id!r} had already started "
+                f"{_runs(self.existing)} (a duplicate id)"
+            )
+        return f"started nothing: {self.reason or 'no workflow matched'}"
+
+
+def _runs(run_ids: tuple[str, ...]) -> str:
+    return ("run " if len(run_ids) == 1 else "runs ") + ", ".join(run_ids)

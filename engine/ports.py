@@ -19,6 +19,7 @@ from typing import Protocol
 
 from engine.model import (
     CancelSubscription,
+    EventOutcome,
     LoadedRun,
     RunRecord,
     RunStatus,
@@ -138,6 +139,15 @@ class EventLog(Protocol):
 
     def events_since(self, event_name: str, since: datetime, *, now: datetime) -> list[Event]:
         """Unexpired events of this name with `ts >= since`, oldest first."""
+        ...
+
+    def record_outcome(self, outcome: EventOutcome, *, expires_at: datetime) -> None:
+        """Keep what the trigger handler did with an event until `expires_at`: one write,
+        keyed by the event's id (a later processing of the same id replaces it)."""
+        ...
+
+    def get_outcome(self, event_id: str, *, now: datetime) -> EventOutcome | None:
+        """What the trigger handler last did with the event of this id, if not expired."""
         ...
 
 

@@ -24,6 +24,7 @@ from engine.events import EventRouter
 from engine.model import (
     CancelSubscription,
     Delivery,
+    EventOutcome,
     LoadedRun,
     RunRecord,
     RunStatus,
@@ -50,6 +51,7 @@ class InMemoryStore:
         self.subscriptions: dict[str, list[CancelSubscription]] = {}
         self.paths: dict[str, set[str | None]] = {}
         self.log: list[Event] = []
+        self.outcomes: dict[str, tuple[EventOutcome, datetime]] = {}
         self.step_writes = 0
         self._lock = threading.RLock()
 
@@ -178,6 +180,17 @@ class InMemoryStore:
                 for event in self.log
                 if event.name == event_name and event.ts is not None and event.ts >= since
             ]
+
+    def record_outcome(self, outcome: EventOutcome, *, expires_at: datetime) -> None:
+        with self._lock:
+            self.outcomes[outcome.event_id] = (outcome, expires_at)
+
+    def get_outcome(self, event_id: str, *, now: datetime) -> EventOutcome | None:
+        with self._lock:
+            found = self.outcomes.get(event_id)
+        if found is None or found[1] <= now:
+            return None
+        return found[0]
 
 
 @dataclass(order=True)

@@ -10,6 +10,7 @@ Item layout (`pk` / `sk`; every record is one JSON attribute `r`):
 | step | `RUN#<run>` | `STEP#<position>` | `g1pk`/`g1sk` while indexed as a wait |
 | wait paths | `WAITPATHS#<event name>` | `_` | `paths` string set |
 | logged event | `EVLOG#<name>#<day>` | `<ts>#<id>` | `ttl` |
+| what an event started | `EVENT#<sha-256 of its id>` | `OUTCOME` | `ttl` |
 
 So loading a run is one Query on its partition, each step write is one PutItem with a
 condition, and an event finds its waits with one Query on the `waiters` index.
@@ -26,6 +27,7 @@ it had in fact claimed). Throttling is retried by botocore
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
@@ -38,6 +40,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from engine.model import (
     EPOCH,
     CancelSubscription,
+    EventOutcome,
     LoadedRun,
     RunRecord,
     RunStatus,
@@ -61,6 +64,8 @@ _RUN_SK = "RUN"
 _EVENT_SK = "EVENT"
 _STEP_PREFIX = "STEP#"
 _CANCEL_PREFIX = "CANCEL#"
+_OUTCOME_PREFIX = "EVENT#"
+_OUTCOME_SK = "OUTCOME"
 _NO_PATH = "*"
 _RUN_ATTRIBUTES_IN_COLUMNS = {"status", "version", "wake_at"}
 _TERMINAL = [status.value for status in RunStatus if status.terminal]
@@ -555,6 +560,35 @@ class DynamoStore:
                     found.append(Event.model_validate_json(item["r"]["S"]))
             day += timedelta(days=1)
         return found
+
+    # -- what the trigger handler did with each event ----------------------------------
+
+    def record_outcome(self, outcome: EventOutcome, *, expires_at: datetime) -> None:
+        # One PutItem per event, however many runs it started (about 1 write unit).
+        self._call(
+            self._client.put_item,
+            Item={
+                **_outcome_key(outcome.event_id),
+                "r": _s(outcome.model_dump_json(exclude_defaults=True)),
+                TTL_ATTRIBUTE: _n(int(expires_at.timestamp())),
+            },
+        )
+
+    def get_outcome(self, event_id: str, *, now: datetime) -> EventOutcome | None:
+        item = self._call(
+            self._client.get_item, Key=_outcome_key(event_id), ConsistentRead=True
+        ).get("Item")
+        # DynamoDB deletes expired items late (moto never does): filter on read.
+        if not item or int(item[TTL_ATTRIBUTE]["N"]) <= now.timestamp():
+            return None
+        outcome = EventOutcome.model_validate_json(item["r"]["S"])
+        return outcome if outcome.event_id == event_id else None
+
+
+def _outcome_key(event_id: str) -> dict[str, Any]:
+    """Keyed by a hash: event ids can be longer than a key may be (2 KB)."""
+    digest = hashlib.sha256(event_id.encode()).hexdigest()[:32]
+    return {"pk": _s(f"{_OUTCOME_PREFIX}{digest}"), "sk": _s(_OUTCOME_SK)}
 
 
 def _sortable(instant: datetime) -> str:
