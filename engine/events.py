@@ -84,18 +84,15 @@ class EventRouter:
         for workflow, trigger in self.app.triggered_by(event.name):
             if workflow.id in matched or workflow.id in skipped:
                 continue
-            condition = trigger.if_.source if trigger.if_ is not None else ""
+            condition = trigger.if_.source if trigger.if_ is not None else "(none)"
             skipped[workflow.id] = SkippedWorkflow(
-                workflow_id=workflow.id,
-                reason=f"its trigger condition did not hold: {_shorten(condition)}",
+                workflow_id=workflow.id, reason=f"trigger condition not met: {_shorten(condition)}"
             )
         return list(skipped.values())
 
     def _why_nothing(self, event: Event, skipped: list[SkippedWorkflow]) -> str:
         if skipped:
-            return "trigger conditions did not match: " + "; ".join(
-                f"{entry.workflow_id} ({entry.reason})" for entry in skipped
-            )
+            return "; ".join(f"{entry.workflow_id}: {entry.reason}" for entry in skipped)
         names = sorted(
             {
                 trigger.event

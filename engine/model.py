@@ -290,17 +290,21 @@ class EventOutcome(_Record):
     def run_ids(self) -> tuple[str, ...]:
         return self.started + self.existing
 
-    def summary(self) -> str:
-        """One line for people: what this event did."""
-        if self.started:
-            text = f"started {_runs(self.started)}"
-            if self.existing:
-                text += f"; {_runs(self.existing)} already existed for this event id"
+    def summary(self, previous: EventOutcome | None = None) -> str:
+        """One line for people: what this event did. With `previous` (the record of an
+        earlier event with the same id), runs that one already had count as existing."""
+        prior = set(previous.run_ids) if previous is not None else set()
+        started = tuple(run_id for run_id in self.started if run_id not in prior)
+        existing = tuple(run_id for run_id in self.run_ids if run_id not in started)
+        if started:
+            text = f"started {_runs(started)}"
+            if existing:
+                text += f"; {_runs(existing)} already existed for this event id"
             return text
-        if self.existing:
+        if existing:
             return (
-                f"started nothing new: event id {self.event_id!r} had already started "
-                f"{_runs(self.existing)} (a duplicate id)"
+                f"started nothing new: event id {self.event_id!r} is a duplicate; it had "
+                f"already started {_runs(existing)}"
             )
         return f"started nothing: {self.reason or 'no workflow matched'}"
 

@@ -6,7 +6,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from engine.model import AttemptFailure, ErrorInfo, LoadedRun, RunRecord, StepRecord, StepStatus
+from engine.model import (
+    AttemptFailure,
+    ErrorInfo,
+    LoadedRun,
+    RunRecord,
+    RunStatus,
+    StepRecord,
+    StepStatus,
+)
 from sdk import Event
 
 
@@ -82,6 +90,7 @@ class StepView:
     wake_at: datetime | None = None
     failures: tuple[AttemptFailure, ...] = ()
     detail: str = ""
+    child_run_id: str | None = None
 
     @classmethod
     def of(cls, record: StepRecord, run: RunRecord | None = None) -> StepView:
@@ -111,6 +120,7 @@ class StepView:
             wake_at=record.wake_at,
             failures=record.failures,
             detail=detail,
+            child_run_id=record.invoke.child_run_id if record.invoke is not None else None,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -140,6 +150,77 @@ class StepView:
 
 def history_of(loaded: LoadedRun) -> list[StepView]:
     return [StepView.of(loaded.steps[key], loaded.run) for key in sorted(loaded.steps)]
+
+
+@dataclass(frozen=True)
+class RunningStep:
+    """The step a RUNNING run is executing, as far as its records tell.
+
+    A step is recorded when it ends, so the one in progress has no record yet: it is the
+    next one after the last recorded step, or the next attempt of a RETRYING step.
+    `step_id` is known only in the latter case; a run that records its current step
+    itself (a lease heartbeat) can fill it in `running_step`.
+    """
+
+    number: int  # its number in the audit trail, counting from 1
+    after: str | None  # id of the last recorded step before it (None: it is the first)
+    since: datetime  # it started at or before this: the claim, or the previous step's end
+    lease_expires_at: datetime | None
+    step_id: str | None = None
+    attempt: int | None = None
+
+    def describe(self) -> str:
+        if self.step_id is not None:
+            what = f"step {self.step_id!r}"
+            if self.attempt is not None:
+                what += f" (attempt {self.attempt})"
+        elif self.after is not None:
+            what = f"step #{self.number}, the one after {self.after!r},"
+        else:
+            what = "the first step"
+        text = f"{what} is running, since {self.since:%Y-%m-%d %H:%M:%S}"
+        if self.lease_expires_at is not None:
+            text += f" (claimed until {self.lease_expires_at:%Y-%m-%d %H:%M:%S})"
+        return text
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "number": self.number,
+            "step_id": self.step_id,
+            "attempt": self.attempt,
+            "after": self.after,
+            "since": _iso(self.since),
+            "lease_expires_at": _iso(self.lease_expires_at),
+        }
+
+
+def running_step(loaded: LoadedRun) -> RunningStep | None:
+    """What a RUNNING run is executing now (None for a run in any other status)."""
+    run = loaded.run
+    if run.status is not RunStatus.RUNNING:
+        return None
+    records = [loaded.steps[key] for key in sorted(loaded.steps)]
+    lease_end = run.lease.expires_at if run.lease else None
+    last = records[-1] if records else None
+    if last is not None and last.status is StepStatus.RETRYING:
+        before = records[-2].id if len(records) > 1 else None
+        return RunningStep(
+            number=len(records),
+            after=before,
+            since=run.updated_at,
+            lease_expires_at=lease_end,
+            step_id=last.id,
+            attempt=last.attempts + 1,
+        )
+    since = run.updated_at
+    if last is not None:
+        since = max(since, last.ended_at or last.wake_at or last.started_at or since)
+    return RunningStep(
+        number=len(records) + 1,
+        after=last.id if last is not None else None,
+        since=since,
+        lease_expires_at=lease_end,
+    )
 
 
 def _passed_sleep(record: StepRecord, run: RunRecord) -> bool:

@@ -458,6 +458,34 @@ class DynamoStore:
         found.sort(key=lambda run: run.created_at, reverse=True)
         return found[:limit]
 
+    def run_ids_with_prefix(
+        self, prefix: str, *, limit: int = 10, months: int = 24, now: datetime | None = None
+    ) -> list[str]:
+        """Ids of runs that start with `prefix`, newest first, at most `limit` (for the CLI,
+        which accepts a unique prefix of a run id).
+
+        Reads the keys-only runs index month by month, as `list_runs` does: every run's
+        key is read, so on a very large table a whole id is much cheaper.
+        """
+        month = (now or datetime.now(UTC)).replace(day=1)
+        found: list[str] = []
+        for _ in range(months):
+            for item in self._query(
+                RUNS_INDEX,
+                KeyConditionExpression="g2pk = :m",
+                FilterExpression="begins_with(pk, :p)",
+                ExpressionAttributeValues={
+                    ":m": _s(f"RUNS#{month:%Y-%m}"),
+                    ":p": _s(f"RUN#{prefix}"),
+                },
+                ScanIndexForward=False,
+            ):
+                found.append(item["pk"]["S"][len("RUN#") :])
+                if len(found) >= limit:
+                    return found
+            month = (month - timedelta(days=1)).replace(day=1)
+        return found
+
     def _matching_runs(
         self, keys: list[dict[str, Any]], workflow_id: str | None, status: RunStatus | None
     ) -> list[RunRecord]:
