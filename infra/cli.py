@@ -2,11 +2,14 @@
 
     stepline dev --app MODULE:APP [--port 4566]     moto server + workers + timer pump, real time
     stepline worker --app MODULE:APP [--endpoint URL] [--create-resources]
-    stepline send NAME --data JSON [--id ID]        put an event on the bus
+    stepline send NAME --data JSON [--id ID]        put an event on the bus; say what it started
     stepline runs list [--workflow ID] [--status S] [--limit N]
     stepline runs show RUN_ID                       the audit trail
     stepline runs cancel RUN_ID
     stepline runs replay RUN_ID [--from-step STEP_ID] --app MODULE:APP
+    stepline --version
+
+RUN_ID may be any unique start of a run id (an id printed cut, "…", is read as one).
 
 Every read command takes `--json`. Where to connect: `--endpoint` (or AWS_ENDPOINT_URL)
 for moto or LocalStack, otherwise real AWS with the usual credentials; resource names
@@ -19,7 +22,7 @@ Exit codes scripts can rely on:
 |---|---|
 | 0 | done (including "nothing to do", e.g. cancelling a finished run) |
 | 1 | the operation was refused (e.g. replaying a run that has not finished) |
-| 2 | bad command line (unknown option, malformed --data) |
+| 2 | bad command line (unknown option, malformed --data, a run id start several runs share) |
 | 3 | not found: no such run or step |
 | 4 | cannot reach the endpoint or AWS |
 | 5 | configuration problem: the app does not import, a resource or credentials are missing |
