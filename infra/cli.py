@@ -477,8 +477,15 @@ def send(
     bus_name = connection.settings.event_bus
     bus = EventBridgeBus(connection.clients.events, bus=bus_name, source="stepline.cli")
     store = connection.store
-    # What an earlier event with this id did, to tell its record from this one's.
-    previous = store.get_outcome(event_id, now=datetime.now(UTC)) if wait and event_id else None
+    # What an earlier event with this id did, to tell its record from this one's. The
+    # event is sent even when the table cannot be read (the caller may only send).
+    previous: EventOutcome | None = None
+    unreadable: str | None = None
+    if wait and event_id:
+        try:
+            previous = store.get_outcome(event_id, now=datetime.now(UTC))
+        except (AdapterError, TransientError) as error:
+            unreadable = str(error)
     try:
         [sent] = bus.publish([Event(name=name, data=payload, id=event_id or "")])
     except EventTooLargeError as error:
@@ -486,7 +493,12 @@ def send(
     if not as_json:
         typer.echo(f"sent {name} ({sent}) to bus {bus_name}")
         sys.stdout.flush()
-    outcome = _await_outcome(store, sent, previous, timeout) if wait else None
+    outcome: EventOutcome | None = None
+    if wait and unreadable is None:
+        try:
+            outcome = _await_outcome(store, sent, previous, timeout)
+        except (AdapterError, TransientError) as error:
+            unreadable = str(error)
     if as_json:
         result: dict[str, Any] = {"id": sent, "name": name, "bus": bus_name}
         if wait:
@@ -496,7 +508,13 @@ def send(
         _print_json(result)
     elif outcome is not None:
         typer.echo(outcome.summary(previous))
-    if wait and outcome is None:
+    if unreadable is not None:
+        typer.echo(
+            f"stepline: the event was sent, but what it started cannot be read from table "
+            f"{connection.settings.table!r}: {unreadable}. Pass --no-wait to only send.",
+            err=True,
+        )
+    elif wait and outcome is None:
         typer.echo(
             f"stepline: no worker has processed event {sent} within {timeout:g} s. "
             + _worker_hint(endpoint),

@@ -393,3 +393,11 @@ def test_send_says_when_no_worker_processed_the_event(tmp_path):
         )
         assert skipped.returncode == 0 and "sent test/quick" in skipped.stdout
         assert "no worker" not in skipped.stderr
+
+        # Whoever may only send events still sends them (the table is not readable here).
+        session.client("dynamodb", endpoint_url=endpoint).delete_table(TableName="stepline")
+        blind = subprocess.run(
+            [*command, "--id", "order-9"], cwd=ROOT, env=env, capture_output=True, text=True
+        )
+        assert blind.returncode == 0 and "sent test/quick (order-9)" in blind.stdout
+        assert "the event was sent, but what it started cannot be read" in blind.stderr
