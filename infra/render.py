@@ -182,7 +182,7 @@ class Rows:
                     # Share the room between the folding columns, none over its need.
                     share = room // max(len(folding), 1)
                     for i in folding:
-                        widths[i] = max(min(natural[i], share), min(natural[i], 1))
+                        widths[i] = min(natural[i], max(share, 1))
                     spare = room - sum(widths[i] for i in folding)
                     for i in folding:
                         extra = min(spare, natural[i] - widths[i])
@@ -324,7 +324,7 @@ def _tracebacks(run: RunView, steps: Sequence[StepView]) -> list[RenderableType]
         if shown:
             # A step's failure raised in the workflow: its chained part is shown above.
             last = _last_section(trace)
-            if last != trace:
+            if last != trace.strip("\n"):
                 title = "traceback of the run's error (the step's failure above caused it):"
             trace = last
         parts.append(Text(title, "bold"))
@@ -398,9 +398,11 @@ class Timeline:
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         header, rows, footer = self._parts()
         body = Group(*header, rows, *footer)
-        # The frame only when the header and the steps fit in it whole.
+        # The frame only when the header fits in it whole and the steps as a table.
         inner = options.max_width - 4
-        fits = Measurement.get(console, options, Group(*header, rows)).maximum <= inner
+        fits = Measurement.get(console, options, Group(*header)).maximum <= inner and (
+            rows.layout(console, options.update_width(inner)) is not None
+        )
         yield Panel(body, expand=False) if fits else body
 
     def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:

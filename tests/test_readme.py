@@ -231,7 +231,7 @@ def test_the_dev_server_snippets_run_as_written(tmp_path):
 
     # The port the README names; wait for another test run to let go of it, if one holds it.
     try:
-        eventually(lambda: not listening(port), timeout=120)
+        eventually(lambda: not listening(port), timeout=45)
     except AssertionError:
         pytest.fail(f"port {port}, which the README's dev-server snippet uses, stays taken")
 
