@@ -17,7 +17,7 @@ from engine.ids import waiter_key
 from engine.lifecycle import Lifecycle
 from engine.logcontext import bind
 from engine.matching import cancel_matches, subscription_key_for, trigger_matches, wait_matches
-from engine.model import StepRecord, StepStatus
+from engine.model import EventOutcome, SkippedWorkflow, StepRecord, StepStatus
 from engine.ports import Ports
 from engine.settings import EngineSettings
 from sdk import App, Event
@@ -44,20 +44,68 @@ class EventRouter:
         return matched
 
     def trigger(self, event: Event) -> list[str]:
-        """Start one run per workflow whose trigger matches; returns the run ids."""
+        """Start one run per workflow whose trigger matches; returns the run ids.
+
+        Then records what the event did (`EventOutcome`: the runs it started, those its
+        id had already started, or why it started none) with one write, whatever the
+        number of runs, for `stepline send` and anyone who asks later.
+        """
         bind(event_id=event.id)
+        now = self.ports.clock.now()
+        started: list[str] = []
+        existing: list[str] = []
+        run_ids: list[str] = []
         workflow_ids = self.matching_workflows(event)
-        if not workflow_ids:
-            log.info(
-                "event %s (%s) starts no workflow in app %s", event.id, event.name, self.app.name
-            )
-            return []
-        run_ids = []
         for workflow_id in workflow_ids:
             workflow = self.app.get(workflow_id)
             assert workflow is not None
-            run_ids.append(self.lifecycle.start_run(workflow, event))
+            result = self.lifecycle.start(workflow, event)
+            (started if result.created else existing).append(result.run_id)
+            run_ids.append(result.run_id)
+        skipped = self._skipped(event, workflow_ids)
+        reason = None if workflow_ids else self._why_nothing(event, skipped)
+        if reason is not None:
+            log.info("event %s (%s) starts no workflow: %s", event.id, event.name, reason)
+        outcome = EventOutcome(
+            event_id=event.id,
+            event_name=event.name,
+            at=now,
+            started=tuple(started),
+            existing=tuple(existing),
+            skipped=tuple(skipped),
+            reason=reason,
+        )
+        self.ports.events.record_outcome(outcome, expires_at=now + self.settings.lookback)
         return run_ids
+
+    def _skipped(self, event: Event, matched: list[str]) -> list[SkippedWorkflow]:
+        """The workflows triggered by this event's name whose trigger conditions failed."""
+        skipped: dict[str, SkippedWorkflow] = {}
+        for workflow, trigger in self.app.triggered_by(event.name):
+            if workflow.id in matched or workflow.id in skipped:
+                continue
+            condition = trigger.if_.source if trigger.if_ is not None else "(none)"
+            skipped[workflow.id] = SkippedWorkflow(
+                workflow_id=workflow.id, reason=f"trigger condition not met: {_shorten(condition)}"
+            )
+        return list(skipped.values())
+
+    def _why_nothing(self, event: Event, skipped: list[SkippedWorkflow]) -> str:
+        if skipped:
+            return "; ".join(f"{entry.workflow_id}: {entry.reason}" for entry in skipped)
+        names = sorted(
+            {
+                trigger.event
+                for workflow in self.app.workflows.values()
+                for trigger in workflow.triggers
+            }
+        )
+        known = ", ".join(_shorten(name, 60) for name in names[:10])
+        more = f" and {len(names) - 10} more" if len(names) > 10 else ""
+        return (
+            f"no workflow in app {self.app.name!r} is triggered by {_shorten(event.name, 128)!r}"
+            + (f" (its triggers: {known}{more})" if names else "")
+        )
 
     def resolve_waits(self, event: Event) -> int:
         """Resolve the waits this event satisfies; returns how many it resolved."""
@@ -153,3 +201,8 @@ class EventRouter:
         if cancelled:
             log.info("event %s (%s) cancelled %d run(s)", event.id, event.name, cancelled)
         return cancelled
+
+
+def _shorten(text: str, limit: int = 200) -> str:
+    """Keep what is recorded small (the record is one write unit, about 1 KB)."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"

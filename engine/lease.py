@@ -26,7 +26,7 @@ import threading
 from datetime import datetime
 
 from engine.errors import RunHalted
-from engine.model import Lease, RunningStep, RunRecord, RunStatus
+from engine.model import CurrentStep, Lease, RunRecord, RunStatus
 from engine.ports import Clock, PermanentError, RunConflict, RunStore, TransientError
 from engine.settings import EngineSettings
 
@@ -83,12 +83,12 @@ class LeaseKeeper:
             )
             # The longest-running one is the one worth showing.
             running = min(
-                (RunningStep(id=step, started_at=at) for step, at in self._running_steps.items()),
+                (CurrentStep(id=step, started_at=at) for step, at in self._running_steps.items()),
                 key=lambda step: step.started_at,
                 default=None,
             )
         try:
-            current = self._store.renew_lease(self._run_id, lease, running_step=running)
+            current = self._store.renew_lease(self._run_id, lease, current_step=running)
         except RunConflict:
             self._halt("the run no longer exists", cancelled=False)
             return

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from engine.ids import failure_run_id, replay_run_id, run_id_for
 from engine.matching import subscription_key_for
@@ -36,6 +36,12 @@ log = logging.getLogger("stepline.lifecycle")
 CANCELLED_ERROR_TYPE = "Cancelled"
 
 
+class StartedRun(NamedTuple):
+    run_id: str
+    # False when a run of this id existed already (the same event id started it before).
+    created: bool
+
+
 class Lifecycle:
     def __init__(self, ports: Ports) -> None:
         self.ports = ports
@@ -51,6 +57,17 @@ class Lifecycle:
         parent: ParentRef | None = None,
     ) -> str:
         """Create a QUEUED run (idempotent on its id) and enqueue its first message."""
+        return self.start(workflow, event, run_id=run_id, parent=parent).run_id
+
+    def start(
+        self,
+        workflow: Workflow,
+        event: Event,
+        *,
+        run_id: str | None = None,
+        parent: ParentRef | None = None,
+    ) -> StartedRun:
+        """`start_run`, also saying whether this call created the run or it existed."""
         now = self.ports.clock.now()
         if event.ts is None:
             event = event.model_copy(update={"ts": now})
@@ -66,7 +83,7 @@ class Lifecycle:
             # Also re-sent for a run that exists but never started: the first attempt
             # may have crashed between creating it and enqueuing.
             self.ports.queue.enqueue(WorkMessage(run_id=run_id, reason="start"))
-        return run_id
+        return StartedRun(run_id, created=existing is None)
 
     def _subscriptions(
         self, workflow: Workflow, run_id: str, event: Event, now: datetime

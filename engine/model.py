@@ -227,10 +227,10 @@ class Lease(_Record):
     expires_at: datetime
     holder: str = ""
     # Noted when the lease is renewed during a long step (nothing is written per step).
-    running_step: RunningStep | None = None
+    current_step: CurrentStep | None = None
 
 
-class RunningStep(_Record):
+class CurrentStep(_Record):
     """The step a RUNNING run's invocation is executing now (noted by its lease renewals)."""
 
     id: str
@@ -355,3 +355,57 @@ class Delivery:
     @property
     def is_redelivery(self) -> bool:
         return self.receive_count > 1
+
+
+class SkippedWorkflow(_Record):
+    """A workflow an event is named for but did not start, and why."""
+
+    workflow_id: str
+    reason: str
+
+
+class EventOutcome(_Record):
+    """What the trigger handler did with one event: the runs it started, or why none.
+
+    Written once per processed event (one write, whatever the number of runs) and kept
+    for the lookback window, so that `stepline send` (and later a dashboard) can say
+    "started runs X, Y" or "started nothing: <reason>". `existing` lists runs this
+    event's id had already started: a duplicate id, or a redelivery of the same event
+    after an earlier delivery started them (the latest processing is what is kept).
+    """
+
+    event_id: str
+    event_name: str
+    # When the trigger handler processed it (each processing rewrites the record).
+    at: datetime
+    started: tuple[str, ...] = ()
+    existing: tuple[str, ...] = ()
+    skipped: tuple[SkippedWorkflow, ...] = ()
+    # Why it started no run, when it started none and found none.
+    reason: str | None = None
+
+    @property
+    def run_ids(self) -> tuple[str, ...]:
+        return self.started + self.existing
+
+    def summary(self, previous: EventOutcome | None = None) -> str:
+        """One line for people: what this event did. With `previous` (the record of an
+        earlier event with the same id), runs that one already had count as existing."""
+        prior = set(previous.run_ids) if previous is not None else set()
+        started = tuple(run_id for run_id in self.started if run_id not in prior)
+        existing = tuple(run_id for run_id in self.run_ids if run_id not in started)
+        if started:
+            text = f"started {_runs(started)}"
+            if existing:
+                text += f"; {_runs(existing)} already existed for this event id"
+            return text
+        if existing:
+            return (
+                f"started nothing new: event id {self.event_id!r} is a duplicate; it had "
+                f"already started {_runs(existing)}"
+            )
+        return f"started nothing: {self.reason or 'no workflow matched'}"
+
+
+def _runs(run_ids: tuple[str, ...]) -> str:
+    return ("run " if len(run_ids) == 1 else "runs ") + ", ".join(run_ids)

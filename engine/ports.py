@@ -32,9 +32,10 @@ from typing import Protocol
 
 from engine.model import (
     CancelSubscription,
+    CurrentStep,
+    EventOutcome,
     Lease,
     LoadedRun,
-    RunningStep,
     RunRecord,
     RunStatus,
     StepRecord,
@@ -155,11 +156,11 @@ class RunStore(Protocol):
         ...
 
     def renew_lease(
-        self, run_id: str, lease: Lease, *, running_step: RunningStep | None = None
+        self, run_id: str, lease: Lease, *, current_step: CurrentStep | None = None
     ) -> RunRecord | None:
         """Extend a RUNNING run's lease to `lease.expires_at` if this delivery still holds it.
 
-        `running_step` notes the step the holder is executing (shown by `runs show`).
+        `current_step` notes the step the holder is executing (shown by `runs show`).
         Returns None when renewed; otherwise the current run (cancelled, taken over,
         finished), or raises RunConflict(None) if the run is gone. Does not change the
         run's version, so the holder's own final write is not disturbed.
@@ -219,6 +220,15 @@ class EventLog(Protocol):
 
     def events_since(self, event_name: str, since: datetime, *, now: datetime) -> list[Event]:
         """Unexpired events of this name with `ts >= since`, oldest first."""
+        ...
+
+    def record_outcome(self, outcome: EventOutcome, *, expires_at: datetime) -> None:
+        """Keep what the trigger handler did with an event until `expires_at`: one write,
+        keyed by the event's id (a later processing of the same id replaces it)."""
+        ...
+
+    def get_outcome(self, event_id: str, *, now: datetime) -> EventOutcome | None:
+        """What the trigger handler last did with the event of this id, if not expired."""
         ...
 
 

@@ -23,10 +23,11 @@ from engine.clock import ManualClock
 from engine.events import EventRouter
 from engine.model import (
     CancelSubscription,
+    CurrentStep,
     Delivery,
+    EventOutcome,
     Lease,
     LoadedRun,
-    RunningStep,
     RunRecord,
     RunStatus,
     StepRecord,
@@ -52,6 +53,7 @@ class InMemoryStore:
         self.subscriptions: dict[str, list[CancelSubscription]] = {}
         self.paths: dict[str, set[str | None]] = {}
         self.log: list[Event] = []
+        self.outcomes: dict[str, tuple[EventOutcome, datetime]] = {}
         self.step_writes = 0
         self._lock = threading.RLock()
 
@@ -92,7 +94,7 @@ class InMemoryStore:
             self.runs[run.run_id] = run
 
     def renew_lease(
-        self, run_id: str, lease: Lease, *, running_step: RunningStep | None = None
+        self, run_id: str, lease: Lease, *, current_step: CurrentStep | None = None
     ) -> RunRecord | None:
         with self._lock:
             current = self.runs.get(run_id)
@@ -107,7 +109,7 @@ class InMemoryStore:
             ):
                 return current
             renewed = held.model_copy(
-                update={"expires_at": lease.expires_at, "running_step": running_step}
+                update={"expires_at": lease.expires_at, "current_step": current_step}
             )
             self.runs[run_id] = current.model_copy(update={"lease": renewed})
             return None
@@ -204,6 +206,17 @@ class InMemoryStore:
                 for event in self.log
                 if event.name == event_name and event.ts is not None and event.ts >= since
             ]
+
+    def record_outcome(self, outcome: EventOutcome, *, expires_at: datetime) -> None:
+        with self._lock:
+            self.outcomes[outcome.event_id] = (outcome, expires_at)
+
+    def get_outcome(self, event_id: str, *, now: datetime) -> EventOutcome | None:
+        with self._lock:
+            found = self.outcomes.get(event_id)
+        if found is None or found[1] <= now:
+            return None
+        return found[0]
 
 
 @dataclass(order=True)

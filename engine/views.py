@@ -6,7 +6,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from engine.model import AttemptFailure, ErrorInfo, LoadedRun, RunRecord, StepRecord, StepStatus
+from engine.model import (
+    AttemptFailure,
+    ErrorInfo,
+    LoadedRun,
+    RunRecord,
+    RunStatus,
+    StepRecord,
+    StepStatus,
+)
 from sdk import Event
 
 
@@ -84,6 +92,7 @@ class StepView:
     detail: str = ""
     # Failed attempts older than the ones in `failures`, which the record did not keep.
     failures_dropped: int = 0
+    child_run_id: str | None = None
 
     @classmethod
     def of(cls, record: StepRecord, run: RunRecord | None = None) -> StepView:
@@ -114,6 +123,7 @@ class StepView:
             failures=record.failures,
             detail=detail,
             failures_dropped=record.failures_dropped,
+            child_run_id=record.invoke.child_run_id if record.invoke is not None else None,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -144,6 +154,81 @@ class StepView:
 
 def history_of(loaded: LoadedRun) -> list[StepView]:
     return [StepView.of(loaded.steps[key], loaded.run) for key in sorted(loaded.steps)]
+
+
+@dataclass(frozen=True)
+class RunningStep:
+    """The step a RUNNING run is executing, as far as its records tell.
+
+    A step is recorded when it ends, so the one in progress has no record yet: it is the
+    next one after the last recorded step, or the next attempt of a RETRYING step.
+    `step_id` is known in the latter case, and for a step that has run long enough for
+    the holder to renew its lease, which notes the step it is executing
+    (`Lease.current_step`, see engine/lease.py).
+    """
+
+    number: int  # its number in the audit trail, counting from 1
+    after: str | None  # id of the last recorded step before it (None: it is the first)
+    since: datetime  # it started at or before this: the claim, or the previous step's end
+    lease_expires_at: datetime | None
+    step_id: str | None = None
+    attempt: int | None = None
+
+    def describe(self) -> str:
+        if self.step_id is not None:
+            what = f"step {self.step_id!r}"
+            if self.attempt is not None:
+                what += f" (attempt {self.attempt})"
+        elif self.after is not None:
+            what = f"step #{self.number}, the one after {self.after!r},"
+        else:
+            what = "the first step"
+        text = f"{what} is running, since {self.since:%Y-%m-%d %H:%M:%S}"
+        if self.lease_expires_at is not None:
+            text += f" (claimed until {self.lease_expires_at:%Y-%m-%d %H:%M:%S})"
+        return text
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "number": self.number,
+            "step_id": self.step_id,
+            "attempt": self.attempt,
+            "after": self.after,
+            "since": _iso(self.since),
+            "lease_expires_at": _iso(self.lease_expires_at),
+        }
+
+
+def running_step(loaded: LoadedRun) -> RunningStep | None:
+    """What a RUNNING run is executing now (None for a run in any other status)."""
+    run = loaded.run
+    if run.status is not RunStatus.RUNNING:
+        return None
+    records = [loaded.steps[key] for key in sorted(loaded.steps)]
+    lease_end = run.lease.expires_at if run.lease else None
+    last = records[-1] if records else None
+    if last is not None and last.status is StepStatus.RETRYING:
+        before = records[-2].id if len(records) > 1 else None
+        return RunningStep(
+            number=len(records),
+            after=before,
+            since=run.updated_at,
+            lease_expires_at=lease_end,
+            step_id=last.id,
+            attempt=last.attempts + 1,
+        )
+    since = run.updated_at
+    if last is not None:
+        since = max(since, last.ended_at or last.wake_at or last.started_at or since)
+    current = run.lease.current_step if run.lease else None
+    return RunningStep(
+        number=len(records) + 1,
+        after=last.id if last is not None else None,
+        # A step that has run for a while is named by the holder's lease renewals.
+        since=current.started_at if current is not None else since,
+        lease_expires_at=lease_end,
+        step_id=current.id if current is not None else None,
+    )
 
 
 def _iso(value: datetime | None) -> str | None:

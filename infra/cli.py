@@ -2,11 +2,14 @@
 
     stepline dev --app MODULE:APP [--port 4566]     moto server + workers + timer pump, real time
     stepline worker --app MODULE:APP [--endpoint URL] [--create-resources]
-    stepline send NAME --data JSON [--id ID]        put an event on the bus
+    stepline send NAME --data JSON [--id ID]        put an event on the bus; say what it started
     stepline runs list [--workflow ID] [--status S] [--limit N]
     stepline runs show RUN_ID                       the audit trail
     stepline runs cancel RUN_ID
     stepline runs replay RUN_ID [--from-step STEP_ID] --app MODULE:APP
+    stepline --version
+
+RUN_ID may be any unique start of a run id (an id printed cut, "…", is read as one).
 
 Every read command takes `--json`. Where to connect: `--endpoint` (or AWS_ENDPOINT_URL)
 for moto or LocalStack, otherwise real AWS with the usual credentials; resource names
@@ -19,7 +22,7 @@ Exit codes scripts can rely on:
 |---|---|
 | 0 | done (including "nothing to do", e.g. cancelling a finished run) |
 | 1 | the operation was refused (e.g. replaying a run that has not finished) |
-| 2 | bad command line (unknown option, malformed --data) |
+| 2 | bad command line (unknown option, malformed --data, a run id start several runs share) |
 | 3 | not found: no such run or step |
 | 4 | cannot reach the endpoint or AWS |
 | 5 | configuration problem: the app does not import, a resource or credentials are missing |
@@ -28,14 +31,17 @@ Exit codes scripts can rely on:
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import json
 import os
 import signal
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import IntEnum, StrEnum
 from typing import Any, NoReturn, TypeVar
 
@@ -48,7 +54,7 @@ from botocore.exceptions import (
     NoRegionError,
 )
 
-from engine.model import RunStatus
+from engine.model import EventOutcome, RunStatus
 from engine.ports import (
     AccessDeniedError,
     PermanentError,
@@ -56,7 +62,7 @@ from engine.ports import (
     TransientError,
     UnreachableError,
 )
-from engine.views import RunView, history_of
+from engine.views import RunView, history_of, running_step
 from infra import render
 from infra.dynamo import DynamoStore
 from infra.eventbridge import EventBridgeBus, EventTooLargeError
@@ -103,6 +109,33 @@ runs_cli = typer.Typer(
     no_args_is_help=True,
 )
 cli.add_typer(runs_cli, name="runs")
+
+
+def version() -> str:
+    try:
+        return importlib.metadata.version("stepline")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed: pip install -e .)"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"stepline {version()}")
+        raise typer.Exit()
+
+
+@cli.callback()
+def _options(
+    _version: bool = typer.Option(
+        False,
+        "--version",
+        callback=_print_version,
+        is_eager=True,
+        help="Print the version and exit.",
+    ),
+) -> None:
+    """Durable workflows on AWS Lambda: a local dev server, workers, events and runs."""
+
 
 EndpointOption = typer.Option(
     None,
@@ -156,6 +189,33 @@ def errors(function: F) -> F:
 
 def _where() -> str:
     return os.environ.get("AWS_ENDPOINT_URL") or "AWS"
+
+
+def dev_environment(endpoint: str) -> str:
+    """What plain boto3 needs to reach a dev server: the endpoint, a region and (any)
+    credentials. boto3 reads AWS_DEFAULT_REGION, not AWS_REGION."""
+    return (
+        f"export AWS_ENDPOINT_URL={endpoint} AWS_DEFAULT_REGION={LOCAL_REGION} "
+        "AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing"
+    )
+
+
+def _trigger_names(application: App) -> list[str]:
+    return sorted(
+        {
+            trigger.event
+            for workflow in application.workflows.values()
+            for trigger in workflow.triggers
+        }
+    )
+
+
+def _example_event(application: App) -> str:
+    """A `stepline send` argument list for an event this app is triggered by."""
+    names = _trigger_names(application)
+    if "user/signup" in names:
+        return 'user/signup --data \'{"userId": "u1"}\''
+    return f"{names[0]} --data '{{}}'" if names else "my/event --data '{}'"
 
 
 def _reach_hint() -> str:
@@ -304,9 +364,10 @@ def dev(
             f"  endpoint  {endpoint}  (DynamoDB, SQS, EventBridge, Scheduler on moto)\n"
             f"  bus       {connection.settings.event_bus}   table  {connection.settings.table}\n"
             "\nSend an event:\n"
-            f'  stepline send user/signup --data \'{{"userId": "u1"}}\' --endpoint {endpoint}\n'
-            "or from code (plain boto3 put_events), after:\n"
-            f"  export AWS_ENDPOINT_URL={endpoint} AWS_REGION={LOCAL_REGION}\n"
+            f"  stepline send {_example_event(application)} --endpoint {endpoint}\n"
+            f'or from code: plain boto3 put_events with "EventBusName": '
+            f'"{connection.settings.event_bus}", after\n'
+            f"  {dev_environment(endpoint)}\n"
             "Inspect runs:\n"
             f"  stepline runs list --endpoint {endpoint}\n"
             "\nPress Ctrl-C to stop.",
@@ -396,12 +457,20 @@ def send(
     event_id: str | None = typer.Option(
         None, "--id", help="Event id; the same id never starts a workflow twice."
     ),
+    wait: bool = typer.Option(
+        True,
+        "--wait/--no-wait",
+        help="Wait for a worker to process the event and say which runs it started.",
+    ),
+    timeout: float = typer.Option(
+        15.0, "--timeout", min=0, help="Seconds to wait for a worker to process the event."
+    ),
     endpoint: str | None = EndpointOption,
     region: str | None = RegionOption,
     prefix: str = PrefixOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Put an event on the bus."""
+    """Put an event on the bus, then say which runs it started (or why none)."""
     try:
         payload = json.loads(data)
     except json.JSONDecodeError as error:
@@ -409,17 +478,80 @@ def send(
     if not isinstance(payload, dict):
         fail(Exit.USAGE, f"--data must be a JSON object, not a {type(payload).__name__}")
     connection = connect(endpoint, region, prefix)
-    bus = EventBridgeBus(
-        connection.clients.events, bus=connection.settings.event_bus, source="stepline.cli"
-    )
+    bus_name = connection.settings.event_bus
+    bus = EventBridgeBus(connection.clients.events, bus=bus_name, source="stepline.cli")
+    store = connection.store
+    # What an earlier event with this id did, to tell its record from this one's. The
+    # event is sent even when the table cannot be read (the caller may only send).
+    previous: EventOutcome | None = None
+    unreadable: str | None = None
+    if wait and event_id:
+        try:
+            previous = store.get_outcome(event_id, now=datetime.now(UTC))
+        except (PermanentError, TransientError) as error:
+            unreadable = str(error)
     try:
         [sent] = bus.publish([Event(name=name, data=payload, id=event_id or "")])
     except EventTooLargeError as error:
         fail(Exit.USAGE, str(error))
+    if not as_json:
+        typer.echo(f"sent {name} ({sent}) to bus {bus_name}")
+        sys.stdout.flush()
+    outcome: EventOutcome | None = None
+    if wait and unreadable is None:
+        try:
+            outcome = _await_outcome(store, sent, previous, timeout)
+        except (PermanentError, TransientError) as error:
+            unreadable = str(error)
     if as_json:
-        _print_json({"id": sent, "name": name, "bus": connection.settings.event_bus})
-    else:
-        typer.echo(f"sent {name} ({sent}) to bus {connection.settings.event_bus}")
+        result: dict[str, Any] = {"id": sent, "name": name, "bus": bus_name}
+        if wait:
+            result["processed"] = outcome is not None
+            result["outcome"] = outcome.model_dump(mode="json") if outcome else None
+            result["summary"] = outcome.summary(previous) if outcome else None
+        _print_json(result)
+    elif outcome is not None:
+        typer.echo(outcome.summary(previous))
+    if unreadable is not None:
+        typer.echo(
+            f"stepline: the event was sent, but what it started cannot be read from table "
+            f"{connection.settings.table!r}: {unreadable}. Pass --no-wait to only send.",
+            err=True,
+        )
+    elif wait and outcome is None:
+        typer.echo(
+            f"stepline: no worker has processed event {sent} within {timeout:g} s. "
+            + _worker_hint(endpoint),
+            err=True,
+        )
+
+
+def _await_outcome(
+    store: DynamoStore, event_id: str, previous: EventOutcome | None, timeout: float
+) -> EventOutcome | None:
+    """The trigger handler's record of this event, once it is there (None after `timeout`)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        outcome = store.get_outcome(event_id, now=datetime.now(UTC))
+        if outcome is not None and (previous is None or outcome.at != previous.at):
+            return outcome
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(min(0.2, max(deadline - time.monotonic(), 0)))
+
+
+def _worker_hint(endpoint: str | None) -> str:
+    if endpoint:
+        return (
+            f"Is `stepline dev` (or `stepline worker`) running against {endpoint}? The event "
+            "stays on the trigger queue until one is; `stepline runs list` shows the runs it "
+            "starts."
+        )
+    return (
+        "Is the stack deployed in this region (its trigger function processes events), or a "
+        "`stepline worker` serving its trigger queue? `stepline runs list` shows the runs it "
+        "starts."
+    )
 
 
 # -- runs ----------------------------------------------------------------------------------
@@ -436,11 +568,57 @@ def _load_run(connection: Connection, run_id: str) -> Any:
     return loaded
 
 
+CUT_MARKS = ("…", "...")
+#: How many runs an ambiguous prefix lists.
+CANDIDATES_SHOWN = 10
+
+
+def resolve_run_id(connection: Connection, given: str) -> str:
+    """The run id `given` names: the id itself, or the one run whose id starts with it.
+
+    An id printed cut ("order-fulfilment-3ee7…") is taken as the prefix it shows. A
+    prefix that several runs share fails with the candidates listed.
+    """
+    text = given.strip()
+    prefix = text
+    cut = text.endswith(CUT_MARKS)
+    while prefix.endswith(CUT_MARKS):
+        prefix = prefix.removesuffix("…").removesuffix("...").rstrip()
+    if not cut and connection.store.get_run(text) is not None:
+        return text
+    cut_note = (
+        f" (An id ending in '…' was cut when it was printed: {prefix!r} is what it shows.)"
+        if cut
+        else ""
+    )
+    if not prefix:
+        fail(Exit.USAGE, "give a run id (or the start of one); `stepline runs list` shows them")
+    candidates = connection.store.run_ids_with_prefix(prefix, limit=CANDIDATES_SHOWN + 1)
+    if len(candidates) == 1:
+        typer.echo(f"stepline: {prefix!r} is the start of run {candidates[0]}.{cut_note}", err=True)
+        return candidates[0]
+    if not candidates:
+        fail(
+            Exit.NOT_FOUND,
+            f"no run {given!r} in table {connection.settings.table!r} at {_where()}, and no run "
+            f"id starts with {prefix!r}.{cut_note} `stepline runs list` shows recent runs",
+        )
+    shown = candidates[:CANDIDATES_SHOWN]
+    more = " (and more)" if len(candidates) > CANDIDATES_SHOWN else ""
+    fail(
+        Exit.USAGE,
+        f"{prefix!r} is the start of {len(shown)} run ids{more}; give more of the id.{cut_note}\n"
+        + "\n".join(f"  {candidate}" for candidate in shown),
+    )
+
+
 @runs_cli.command("list")
 @errors
 def runs_list(
     workflow: str | None = typer.Option(None, "--workflow", "-w", help="Only this workflow."),
-    status: StatusChoice | None = typer.Option(None, "--status", "-s", help="Only this status."),
+    status: StatusChoice | None = typer.Option(
+        None, "--status", "-s", case_sensitive=False, help="Only this status."
+    ),
     limit: int = typer.Option(20, "--limit", "-n", min=1, max=1000, help="At most this many."),
     endpoint: str | None = EndpointOption,
     region: str | None = RegionOption,
@@ -458,39 +636,42 @@ def runs_list(
     elif not views:
         typer.echo("no runs")
     else:
-        render.console().print(render.runs_table(views))
+        render.show(render.runs_table(views))
 
 
 @runs_cli.command("show")
 @errors
 def runs_show(
-    run_id: str = typer.Argument(..., help="The run id."),
+    run_id: str = typer.Argument(..., help="The run id, or a unique start of it."),
     endpoint: str | None = EndpointOption,
     region: str | None = RegionOption,
     prefix: str = PrefixOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """The audit trail of a run: every step, attempt, sleep and wait, with times."""
+    """The audit trail of a run: every step, attempt, sleep and wait, with times, the
+    tracebacks of failures, and the step a RUNNING run is executing."""
     connection = connect(endpoint, region, prefix)
-    loaded = _load_run(connection, run_id)
+    loaded = _load_run(connection, resolve_run_id(connection, run_id))
     view = RunView.of(loaded.run, loaded.event)
     steps = history_of(loaded)
+    running = running_step(loaded)
     if as_json:
         _print_json(
             {
                 "run": view.to_json(),
                 "event": loaded.event.model_dump(mode="json"),
                 "steps": [step.to_json() for step in steps],
+                "running": running.to_json() if running else None,
             }
         )
     else:
-        render.console().print(render.timeline(view, steps))
+        render.show(render.timeline(view, steps, running))
 
 
 @runs_cli.command("cancel")
 @errors
 def runs_cancel(
-    run_id: str = typer.Argument(..., help="The run id."),
+    run_id: str = typer.Argument(..., help="The run id, or a unique start of it."),
     reason: str = typer.Option("cancelled from the CLI", "--reason", help="Recorded on the run."),
     endpoint: str | None = EndpointOption,
     region: str | None = RegionOption,
@@ -499,6 +680,7 @@ def runs_cancel(
 ) -> None:
     """Cancel a run: it runs no further step; its waits and timers are withdrawn."""
     connection = connect(endpoint, region, prefix)
+    run_id = resolve_run_id(connection, run_id)
     try:
         cancelled = connection.services().lifecycle.cancel(run_id, reason)
     except KeyError:
@@ -516,7 +698,10 @@ def runs_cancel(
 @runs_cli.command("replay")
 @errors
 def runs_replay(
-    run_id: str = typer.Argument(..., help="A finished run (COMPLETED, FAILED or CANCELLED)."),
+    run_id: str = typer.Argument(
+        ...,
+        help="A finished run (COMPLETED, FAILED or CANCELLED): its id, or a unique start of it.",
+    ),
     from_step: str | None = typer.Option(
         None,
         "--from-step",
@@ -534,6 +719,7 @@ def runs_replay(
     """
     application = load_app(app)
     connection = connect(endpoint, region, prefix)
+    run_id = resolve_run_id(connection, run_id)
     original = _load_run(connection, run_id).run
     workflow = application.get(original.workflow_id)
     if workflow is None:

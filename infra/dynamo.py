@@ -10,6 +10,7 @@ Item layout (`pk` / `sk`; every record is one JSON attribute `r`):
 | step | `RUN#<run>` | `STEP#<position>` | `g1pk`/`g1sk` while indexed as a wait |
 | wait paths | `WAITPATHS#<event name>` | `_` | `paths` string set |
 | logged event | `EVLOG#<name>#<day>` | `<ts received>#<digest of id>` | `ttl` |
+| what an event started | `EVENT#<sha-256 of its id>` | `OUTCOME` | `ttl` |
 
 So loading a run is one Query on its partition, each step write is one PutItem with a
 condition, and an event finds its waits with one Query on the `waiters` index.
@@ -34,6 +35,7 @@ digests.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
@@ -47,9 +49,10 @@ from engine.ids import event_key
 from engine.model import (
     EPOCH,
     CancelSubscription,
+    CurrentStep,
+    EventOutcome,
     Lease,
     LoadedRun,
-    RunningStep,
     RunRecord,
     RunStatus,
     StepRecord,
@@ -73,6 +76,8 @@ _RUN_SK = "RUN"
 _EVENT_SK = "EVENT"
 _STEP_PREFIX = "STEP#"
 _CANCEL_PREFIX = "CANCEL#"
+_OUTCOME_PREFIX = "EVENT#"
+_OUTCOME_SK = "OUTCOME"
 _NO_PATH = "*"
 _RUN_ATTRIBUTES_IN_COLUMNS = {"status", "version", "wake_at", "lease"}
 # The part of a lease that says who holds it; renewals are conditional on it.
@@ -169,8 +174,8 @@ class DynamoStore:
         if run.lease is not None:
             item["ls"] = _s(_lease_identity(run.lease))
             item["lx"] = _n(_micros(run.lease.expires_at))
-            if run.lease.running_step is not None:
-                item["lr"] = _s(run.lease.running_step.model_dump_json())
+            if run.lease.current_step is not None:
+                item["lr"] = _s(run.lease.current_step.model_dump_json())
         return item
 
     @staticmethod
@@ -184,7 +189,7 @@ class DynamoStore:
             lease = json.loads(item["ls"]["S"])
             lease["expires_at"] = _from_micros(int(item["lx"]["N"]))
             if "lr" in item:
-                lease["running_step"] = json.loads(item["lr"]["S"])
+                lease["current_step"] = json.loads(item["lr"]["S"])
             data["lease"] = lease
         return RunRecord.model_validate(data)
 
@@ -342,16 +347,16 @@ class DynamoStore:
             raise self._translate(error) from None
 
     def renew_lease(
-        self, run_id: str, lease: Lease, *, running_step: RunningStep | None = None
+        self, run_id: str, lease: Lease, *, current_step: CurrentStep | None = None
     ) -> RunRecord | None:
         values: dict[str, Any] = {
             ":x": _n(_micros(lease.expires_at)),
             ":running": _s(RunStatus.RUNNING.value),
             ":lease": _s(_lease_identity(lease)),
         }
-        if running_step is not None:
+        if current_step is not None:
             update = "SET lx = :x, lr = :r"
-            values[":r"] = _s(running_step.model_dump_json())
+            values[":r"] = _s(current_step.model_dump_json())
         else:
             update = "SET lx = :x REMOVE lr"
         try:
@@ -527,6 +532,34 @@ class DynamoStore:
         found.sort(key=lambda run: run.created_at, reverse=True)
         return found[:limit]
 
+    def run_ids_with_prefix(
+        self, prefix: str, *, limit: int = 10, months: int = 24, now: datetime | None = None
+    ) -> list[str]:
+        """Ids of runs that start with `prefix`, newest first, at most `limit` (for the CLI,
+        which accepts a unique prefix of a run id).
+
+        Reads the keys-only runs index month by month, as `list_runs` does: every run's
+        key is read, so on a very large table a whole id is much cheaper.
+        """
+        month = (now or datetime.now(UTC)).replace(day=1)
+        found: list[str] = []
+        for _ in range(months):
+            for item in self._query(
+                RUNS_INDEX,
+                KeyConditionExpression="g2pk = :m",
+                FilterExpression="begins_with(pk, :p)",
+                ExpressionAttributeValues={
+                    ":m": _s(f"RUNS#{month:%Y-%m}"),
+                    ":p": _s(f"RUN#{prefix}"),
+                },
+                ScanIndexForward=False,
+            ):
+                found.append(item["pk"]["S"][len("RUN#") :])
+                if len(found) >= limit:
+                    return found
+            month = (month - timedelta(days=1)).replace(day=1)
+        return found
+
     def _matching_runs(
         self, keys: list[dict[str, Any]], workflow_id: str | None, status: RunStatus | None
     ) -> list[RunRecord]:
@@ -631,6 +664,35 @@ class DynamoStore:
                     found.append(Event.model_validate_json(item["r"]["S"]))
             day += timedelta(days=1)
         return found
+
+    # -- what the trigger handler did with each event ----------------------------------
+
+    def record_outcome(self, outcome: EventOutcome, *, expires_at: datetime) -> None:
+        # One PutItem per event, however many runs it started (about 1 write unit).
+        self._call(
+            self._client.put_item,
+            Item={
+                **_outcome_key(outcome.event_id),
+                "r": _s(outcome.model_dump_json(exclude_defaults=True)),
+                TTL_ATTRIBUTE: _n(int(expires_at.timestamp())),
+            },
+        )
+
+    def get_outcome(self, event_id: str, *, now: datetime) -> EventOutcome | None:
+        item = self._call(
+            self._client.get_item, Key=_outcome_key(event_id), ConsistentRead=True
+        ).get("Item")
+        # DynamoDB deletes expired items late (moto never does): filter on read.
+        if not item or int(item[TTL_ATTRIBUTE]["N"]) <= now.timestamp():
+            return None
+        outcome = EventOutcome.model_validate_json(item["r"]["S"])
+        return outcome if outcome.event_id == event_id else None
+
+
+def _outcome_key(event_id: str) -> dict[str, Any]:
+    """Keyed by a hash: event ids can be longer than a key may be (2 KB)."""
+    digest = hashlib.sha256(event_id.encode()).hexdigest()[:32]
+    return {"pk": _s(f"{_OUTCOME_PREFIX}{digest}"), "sk": _s(_OUTCOME_SK)}
 
 
 def _lease_identity(lease: Lease) -> str:

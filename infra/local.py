@@ -43,7 +43,7 @@ from engine.views import RunView, StepView, history_of
 from infra import delivery
 from infra.eventbridge import EventBridgeBus
 from infra.resources import create_resources
-from infra.settings import Settings
+from infra.settings import DEFAULT_EVENT_BUS, Settings
 from infra.wiring import Clients, build_services
 from sdk import App, Event
 
@@ -144,7 +144,9 @@ class LocalRuntime:
                 region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing"
             )
             self.clients = Clients(Settings(region=REGION), session)
-            created = create_resources(self.clients, self._prefix)
+            # The bus a deployed stack has by default (`stepline`), unless overridden.
+            bus = self._settings_overrides.get("event_bus", DEFAULT_EVENT_BUS)
+            created = create_resources(self.clients, self._prefix, bus=bus)
             self.queue_urls = created.queue_urls
             self.dlq_urls = created.dlq_urls
             self.settings = created.settings.model_copy(

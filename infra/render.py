@@ -1,22 +1,31 @@
 """Rendering runs for people: the audit-trail timeline and run tables (rich).
 
-Used by the demo and by `stepline runs show/list`. Output previews are cut to a width;
-`--json` on the CLI gives the full values.
+Used by the demo and by `stepline runs show/list`. The layout follows the width it is
+given (the terminal's), and an id is never cut or broken inside: a table is drawn only
+when every id fits whole in its column, dropping its least useful columns first;
+otherwise each row becomes a block of `field value` pairs, wrapped only between
+fields. Output previews are cut to a width (`--json` on the CLI gives the full values);
+tracebacks are folded, never cut.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from rich.console import Console, Group
+from rich import box
+from rich.cells import cell_len
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
+from rich.measure import Measurement
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from engine.views import RunView, StepView
+from engine.views import RunningStep, RunView, StepView
 
 STATUS_STYLE = {
     "COMPLETED": "green",
@@ -65,80 +74,387 @@ def _status(status: str) -> Text:
     return Text(status, style=STATUS_STYLE.get(status, ""))
 
 
-def timeline(run: RunView, steps: Iterable[StepView]) -> Panel:
-    """The audit trail of one run: every step, attempt, sleep and wait, with times."""
-    table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
-    for column in ("#", "step", "kind", "status", "tries", "started", "took", "output / error"):
-        table.add_column(column, overflow="fold" if column == "output / error" else "ellipsis")
-    for number, step in enumerate(steps, start=1):
-        outcome: Text | str
-        if step.error is not None:
-            outcome = Text(preview(str(step.error), 70), style="red")
-        elif step.kind == "sleep":
-            outcome = f"until {when(step.wake_at)}"
-        elif step.kind == "wait_for_event" and step.status in ("WAITING", "TIMED_OUT"):
-            outcome = f"{step.detail}; timeout {when(step.wake_at)}"
-        elif step.kind == "invoke" and step.status == "WAITING":
-            outcome = step.detail
+class Fields:
+    """Fields separated by two spaces, wrapped only between fields: none is ever broken
+    (a field wider than the width gets a line of its own, which the terminal wraps)."""
+
+    def __init__(self, *fields: Text | str, indent: int = 0) -> None:
+        self.fields = [Text(f) if isinstance(f, str) else f for f in fields if str(f)]
+        self.indent = indent
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        width = options.max_width
+        line = Text(" " * self.indent, no_wrap=True, overflow="ignore")
+        filled = False
+        for field in self.fields:
+            if filled and line.cell_len + 2 + field.cell_len > width:
+                yield line
+                line = Text(" " * self.indent, no_wrap=True, overflow="ignore")
+                filled = False
+            if filled:
+                line.append("  ")
+            line.append_text(field)
+            filled = True
+        yield line
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        widest = max((field.cell_len for field in self.fields), default=0)
+        total = sum(field.cell_len for field in self.fields) + 2 * max(len(self.fields) - 1, 0)
+        return Measurement(self.indent + widest, self.indent + total)
+
+
+# -- tables that never cut an id -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Column:
+    header: str
+    # A whole column is never wrapped or cut (ids, statuses, times); the others fold.
+    whole: bool = True
+    # Dropped, in the order of `drop`, before the table gives way to blocks.
+    drop: int = 0
+    # The narrowest a folding column may become.
+    fold_min: int = 20
+    # In the block layout, shown bare on the block's first line (the row's identity).
+    lead: bool = False
+
+
+class Rows:
+    """Rows under headers: a table when its ids fit whole, else one block per row."""
+
+    def __init__(
+        self,
+        columns: Sequence[Column],
+        rows: Sequence[Sequence[Text]],
+        *,
+        boxed: bool,
+        sub_rows: Sequence[bool] | None = None,
+    ) -> None:
+        self.columns = list(columns)
+        self.rows = [list(row) for row in rows]
+        self.boxed = boxed
+        # A sub-row (a retried step's failed attempt) belongs to the row above it.
+        self.sub_rows = list(sub_rows) if sub_rows is not None else [False] * len(self.rows)
+
+    def _natural(self, index: int) -> int:
+        column = self.columns[index]
+        return max([cell_len(column.header)] + [row[index].cell_len for row in self.rows])
+
+    def _table(self, keep: list[int], widths: dict[int, int] | None, *, rows: bool = True) -> Table:
+        if self.boxed:
+            table = Table(header_style="bold", box=box.HEAVY_HEAD)
         else:
-            outcome = preview(step.output, 70)
-        table.add_row(
-            str(number),
-            step.id,
-            step.kind,
-            _status(step.status),
-            str(step.attempts) if step.kind in ("run", "send_event") else "",
-            when(step.started_at),
-            duration(step.started_at, step.ended_at),
-            outcome,
-        )
-        for failure in step.failures:
-            table.add_row(
-                "",
-                Text(f"  attempt {failure.attempt}", style="bright_black"),
-                "",
-                Text("failed", style="red"),
-                "",
-                when(failure.started_at),
-                duration(failure.started_at, failure.ended_at),
-                Text(preview(str(failure.error), 70), style="bright_black"),
+            table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
+        for index in keep:
+            column = self.columns[index]
+            table.add_column(
+                column.header,
+                no_wrap=column.whole,
+                overflow="crop" if column.whole else "fold",
+                width=widths.get(index) if widths else None,
             )
-    header = Text.assemble(
-        (run.workflow_id, "bold"),
-        "  ",
-        _status(run.status),
-        f"  run {run.run_id}\n",
-        f"event {run.event_name} ({run.event_id})  created {when(run.created_at)}",
-        f"  ended {when(run.ended_at)}  took {duration(run.created_at, run.ended_at)}"
-        if run.ended_at
-        else "",
-    )
-    parts: list[Any] = [header, table]
-    if run.status == "COMPLETED":
-        parts.append(Text(f"output: {preview(run.output, 200)}", style="green"))
-    elif run.error is not None:
-        parts.append(Text(f"error: {run.error}", style="red"))
-    elif run.wake_at is not None:
-        parts.append(Text(f"next wake-up: {when(run.wake_at)}", style="yellow"))
-    return Panel(Group(*parts), expand=False)
+        for row in self.rows if rows else ():
+            table.add_row(*(row[index] for index in keep))
+        return table
 
+    def _overhead(self, console: Console, options: ConsoleOptions, keep: list[int]) -> int:
+        """Borders and padding of a table with these columns."""
+        probe = self._table(keep, dict.fromkeys(keep, 1), rows=False)
+        return Measurement.get(console, options.update_width(10_000), probe).maximum - len(keep)
 
-def runs_table(runs: Iterable[RunView]) -> Table:
-    table = Table(header_style="bold")
-    for column in ("run id", "workflow", "status", "event", "created", "updated", "next wake"):
-        table.add_column(column)
-    for run in runs:
-        table.add_row(
-            run.run_id,
-            run.workflow_id,
-            _status(run.status),
-            run.event_name,
-            when(run.created_at),
-            when(run.updated_at),
-            when(run.wake_at) if run.wake_at and run.wake_at.year > 1970 else "",
+    def layout(self, console: Console, options: ConsoleOptions) -> Table | None:
+        """The table for this width, or None when its ids cannot all fit whole."""
+        width = options.max_width
+        keep = list(range(len(self.columns)))
+        droppable = sorted(
+            (i for i, c in enumerate(self.columns) if c.drop), key=lambda i: self.columns[i].drop
         )
-    return table
+        while True:
+            natural = {i: self._natural(i) for i in keep}
+            overhead = self._overhead(console, options, keep)
+            whole = sum(natural[i] for i in keep if self.columns[i].whole)
+            folding = [i for i in keep if not self.columns[i].whole]
+            narrowest = sum(min(natural[i], self.columns[i].fold_min) for i in folding)
+            if whole + narrowest + overhead <= width:
+                room = width - whole - overhead
+                widths = {i: natural[i] for i in keep}
+                if sum(natural[i] for i in folding) > room:
+                    # Share the room between the folding columns, none over its need.
+                    share = room // max(len(folding), 1)
+                    for i in folding:
+                        widths[i] = min(natural[i], max(share, 1))
+                    spare = room - sum(widths[i] for i in folding)
+                    for i in folding:
+                        extra = min(spare, natural[i] - widths[i])
+                        widths[i] += extra
+                        spare -= extra
+                return self._table(keep, widths)
+            if not droppable:
+                return None
+            keep.remove(droppable.pop(0))
+
+    def blocks(self) -> Group:
+        lines: list[RenderableType] = []
+        for row, sub in zip(self.rows, self.sub_rows, strict=True):
+            pairs = list(zip(self.columns, row, strict=True))
+            lead = [cell for column, cell in pairs if column.lead and cell.plain.strip()]
+            rest = [
+                Text.assemble((column.header, "bold"), " ", cell)
+                for column, cell in pairs
+                if not column.lead and cell.plain.strip()
+            ]
+            lines.append(Fields(*lead, indent=2 if sub else 0))
+            if rest:
+                lines.append(Fields(*rest, indent=4 if sub else 2))
+        return Group(*lines)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        table = self.layout(console, options)
+        yield table if table is not None else self.blocks()
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        keep = list(range(len(self.columns)))
+        natural = sum(self._natural(i) for i in keep) + self._overhead(console, options, keep)
+        longest_id = max(
+            (
+                row[i].cell_len
+                for row in self.rows
+                for i, column in enumerate(self.columns)
+                if column.whole
+            ),
+            default=1,
+        )
+        return Measurement(min(longest_id, natural), natural)
+
+
+# -- the views -----------------------------------------------------------------------------
+
+_STEP_COLUMNS = (
+    Column("#", lead=True),
+    Column("step", lead=True),
+    Column("kind"),
+    Column("status", lead=True),
+    Column("tries", drop=2),
+    Column("started", drop=1),
+    Column("took"),
+    Column("output / error", whole=False),
+)
+
+
+def _step_rows(steps: Iterable[StepView], running: RunningStep | None) -> Rows:
+    rows: list[list[Text]] = []
+    sub_rows: list[bool] = []
+    for number, step in enumerate(steps, start=1):
+        outcome: Text
+        if running is not None and running.step_id == step.id and number == running.number:
+            outcome = Text(f"attempt {running.attempt} in progress", style="cyan")
+            status = "RUNNING"
+        else:
+            status = step.status
+            if step.error is not None:
+                outcome = Text(preview(str(step.error), 70), style="red")
+            elif step.kind == "sleep":
+                outcome = Text(f"until {when(step.wake_at)}")
+            elif step.kind == "wait_for_event" and step.status in ("WAITING", "TIMED_OUT"):
+                outcome = Text(f"{step.detail}; timeout {when(step.wake_at)}")
+            elif step.kind == "invoke" and step.status == "WAITING":
+                outcome = Text(step.detail)
+            else:
+                outcome = Text(preview(step.output, 70))
+        rows.append(
+            [
+                Text(str(number)),
+                Text(step.id),
+                Text(step.kind),
+                _status(status),
+                Text(str(step.attempts) if step.kind in ("run", "send_event") else ""),
+                Text(when(step.started_at)),
+                Text(duration(step.started_at, step.ended_at)),
+                outcome,
+            ]
+        )
+        sub_rows.append(False)
+        for failure in step.failures:
+            rows.append(
+                [
+                    Text(""),
+                    Text(f"attempt {failure.attempt}", style="bright_black"),
+                    Text(""),
+                    Text("failed", style="red"),
+                    Text(""),
+                    Text(when(failure.started_at)),
+                    Text(duration(failure.started_at, failure.ended_at)),
+                    Text(preview(str(failure.error), 70), style="bright_black"),
+                ]
+            )
+            sub_rows.append(True)
+    if running is not None and running.step_id is None:
+        rows.append(
+            [
+                Text(str(running.number)),
+                Text("(next step)", style="cyan"),
+                Text(""),
+                _status("RUNNING"),
+                Text(""),
+                Text(when(running.since)),
+                Text(""),
+                Text(
+                    f"in progress, after {running.after!r}" if running.after else "in progress",
+                    style="cyan",
+                ),
+            ]
+        )
+        sub_rows.append(False)
+    return Rows(_STEP_COLUMNS, rows, boxed=False, sub_rows=sub_rows)
+
+
+def _tracebacks(run: RunView, steps: Sequence[StepView]) -> list[RenderableType]:
+    """The stored traceback of each failed step and of the run's error, each once."""
+    shown: set[str] = set()
+    parts: list[RenderableType] = []
+    for step in steps:
+        trace = step.error.traceback if step.error is not None else None
+        if trace and trace not in shown:
+            shown.add(trace)
+            parts.append(Fields(Text(f"traceback of step {step.id} ({step.status}):", "bold")))
+            parts.append(Text(trace.rstrip(), style="red", overflow="fold"))
+    trace = run.error.traceback if run.error is not None else None
+    if trace and trace not in shown:
+        title = "traceback of the run's error:"
+        if shown:
+            # A step's failure raised in the workflow: its chained part is shown above.
+            last = _last_section(trace)
+            if last != trace.strip("\n"):
+                title = "traceback of the run's error (the step's failure above caused it):"
+            trace = last
+        parts.append(Text(title, "bold"))
+        parts.append(Text(trace.rstrip(), style="red", overflow="fold"))
+    return parts
+
+
+_CHAINED = (
+    "\nDuring handling of the above exception, another exception occurred:\n",
+    "\nThe above exception was the direct cause of the following exception:\n",
+)
+
+
+def _last_section(trace: str) -> str:
+    """The last exception of a chained traceback."""
+    cut = max(trace.rfind(marker) + len(marker) if marker in trace else 0 for marker in _CHAINED)
+    return trace[cut:].strip("\n")
+
+
+class Timeline:
+    """The audit trail of one run: every step, attempt, sleep and wait, with times."""
+
+    def __init__(
+        self, run: RunView, steps: Iterable[StepView], running: RunningStep | None = None
+    ) -> None:
+        self.run = run
+        self.steps = list(steps)
+        self.running = running
+
+    def _header(self) -> list[Fields]:
+        run = self.run
+        lines = [
+            Fields(Text(run.workflow_id, "bold"), _status(run.status), f"run {run.run_id}"),
+            Fields(
+                f"event {run.event_name} ({run.event_id})",
+                f"created {when(run.created_at)}",
+                f"ended {when(run.ended_at)}" if run.ended_at else "",
+                f"took {duration(run.created_at, run.ended_at)}" if run.ended_at else "",
+            ),
+        ]
+        if run.replay_of:
+            lines.append(
+                Fields(
+                    f"replay of {run.replay_of}",
+                    f"from step {run.replay_from}" if run.replay_from else "",
+                )
+            )
+        if run.parent_run_id:
+            lines.append(Fields(f"child of run {run.parent_run_id}"))
+        return lines
+
+    def _footer(self) -> list[RenderableType]:
+        run = self.run
+        parts: list[RenderableType] = []
+        if run.status == "COMPLETED":
+            parts.append(Text(f"output: {preview(run.output, 200)}", style="green"))
+        elif run.error is not None:
+            parts.append(Text(f"error: {run.error}", style="red", overflow="fold"))
+        elif self.running is not None:
+            parts.append(Fields(Text(f"now running: {self.running.describe()}", "cyan")))
+        elif run.wake_at is not None:
+            parts.append(Text(f"next wake-up: {when(run.wake_at)}", style="yellow"))
+        for step in self.steps:
+            if step.child_run_id:
+                parts.append(Fields(f"step {step.id} invoked run {step.child_run_id}"))
+        return parts + _tracebacks(run, self.steps)
+
+    def _parts(self) -> tuple[list[Fields], Rows, list[RenderableType]]:
+        return self._header(), _step_rows(self.steps, self.running), self._footer()
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        header, rows, footer = self._parts()
+        body = Group(*header, rows, *footer)
+        # The frame only when the header fits in it whole and the steps as a table.
+        inner = options.max_width - 4
+        fits = Measurement.get(console, options, Group(*header)).maximum <= inner and (
+            rows.layout(console, options.update_width(inner)) is not None
+        )
+        yield Panel(body, expand=False) if fits else body
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        header, rows, footer = self._parts()
+        measured = Measurement.get(console, options, Group(*header, rows, *footer))
+        return Measurement(measured.minimum, measured.maximum + 4)
+
+
+def timeline(
+    run: RunView, steps: Iterable[StepView], running: RunningStep | None = None
+) -> Timeline:
+    """The audit trail of one run (a rich renderable)."""
+    return Timeline(run, steps, running)
+
+
+_RUN_COLUMNS = (
+    Column("run id", lead=True),
+    Column("workflow"),
+    Column("status", lead=True),
+    Column("event"),
+    Column("created"),
+    Column("updated", drop=1),
+    Column("next wake", drop=2),
+)
+
+
+def runs_table(runs: Iterable[RunView]) -> Rows:
+    rows = [
+        [
+            Text(run.run_id),
+            Text(run.workflow_id),
+            _status(run.status),
+            Text(run.event_name),
+            Text(when(run.created_at)),
+            Text(when(run.updated_at)),
+            Text(when(run.wake_at) if run.wake_at and run.wake_at.year > 1970 else ""),
+        ]
+        for run in runs
+    ]
+    return Rows(_RUN_COLUMNS, rows, boxed=True)
 
 
 def console() -> Console:
-    return Console(highlight=False, soft_wrap=False, width=160)
+    """A console as wide as the terminal (or COLUMNS); 80 columns when piped."""
+    return Console(highlight=False, soft_wrap=False)
+
+
+def show(renderable: RenderableType, out: Console | None = None) -> None:
+    """Print for the CLI: follow the terminal's width; piped (and with no COLUMNS), as wide
+    as the content, so that each row stays one line for grep. Nothing is cropped."""
+    out = out or console()
+    if not out.is_terminal and not os.environ.get("COLUMNS"):
+        natural = Measurement.get(out, out.options.update_width(100_000), renderable).maximum
+        out.width = max(natural, 80)
+    out.print(renderable, crop=False)

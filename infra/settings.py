@@ -12,7 +12,7 @@ The SAM template sets exactly these variables on every function (a test pins tha
 | STEPLINE_WORK_QUEUE_ARN | the same queue's ARN (Scheduler targets it) | derived from the URL |
 | STEPLINE_SCHEDULE_GROUP | EventBridge Scheduler group for long timers | `<prefix>` |
 | STEPLINE_SCHEDULER_ROLE_ARN | role Scheduler assumes to send to the work queue | (required for long timers) |
-| STEPLINE_EVENT_BUS | EventBridge bus name | `default` |
+| STEPLINE_EVENT_BUS | EventBridge bus name (the template's `EventBusName`) | `stepline` |
 | STEPLINE_EVENT_SOURCE | `Source` of events Stepline publishes | `stepline` |
 | STEPLINE_LOOKBACK | how far back a new wait looks for earlier events | `24h` |
 | STEPLINE_SUSPEND_MARGIN | leave the Lambda when this much time remains | `30s` |
@@ -33,6 +33,9 @@ from pydantic import BaseModel, ConfigDict
 from engine.settings import EngineSettings
 from sdk import parse_duration
 
+#: The bus name the template defaults to, and what `stepline dev` and LocalRuntime create.
+DEFAULT_EVENT_BUS = "stepline"
+
 
 class ConfigurationError(Exception):
     """A required setting is missing or malformed; the message says which and how to fix it."""
@@ -47,7 +50,7 @@ class Settings(BaseModel):
     work_queue_arn: str = ""
     schedule_group: str = "stepline"
     scheduler_role_arn: str = ""
-    event_bus: str = "default"
+    event_bus: str = DEFAULT_EVENT_BUS
     event_source: str = "stepline"
     lookback: timedelta = timedelta(hours=24)
     suspend_margin: timedelta = timedelta(seconds=30)

@@ -156,7 +156,14 @@ def test_an_event_sent_right_after_the_trigger_reaches_the_wait_inngest_1433():
         # handles "verified" before the run has even registered its wait.
         for name in ("signup", "verified"):
             rt.clients.events.put_events(
-                Entries=[{"Source": "s", "DetailType": name, "Detail": '{"user": "u1"}'}]
+                Entries=[
+                    {
+                        "Source": "s",
+                        "DetailType": name,
+                        "Detail": '{"user": "u1"}',
+                        "EventBusName": rt.settings.event_bus,
+                    }
+                ]
             )
         rt.drain()
         [run] = rt.runs()
@@ -255,7 +262,14 @@ def test_a_cancel_event_that_beats_the_run_start_still_cancels_it():
         # Both on the queues before any handler runs: "stop" is handled before the run exists.
         for name in ("start", "stop"):
             rt.clients.events.put_events(
-                Entries=[{"Source": "s", "DetailType": name, "Detail": '{"user": "u1"}'}]
+                Entries=[
+                    {
+                        "Source": "s",
+                        "DetailType": name,
+                        "Detail": '{"user": "u1"}',
+                        "EventBusName": rt.settings.event_bus,
+                    }
+                ]
             )
         # Handle the cancel queue first, then the trigger, then the engine.
         from handlers import cancel, engine, trigger

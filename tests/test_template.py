@@ -366,3 +366,40 @@ def test_the_handlers_and_the_workflows_package_import_nothing_the_lambda_lacks(
     )
     imported = set(ast.literal_eval(result.stdout))
     assert not imported & {"moto", "typer", "rich", "time_machine", "pytest", "hypothesis"}
+
+
+def test_the_local_bus_has_the_name_of_the_stacks_default_bus():
+    # What an application sends to (its EventBusName) must not depend on where it runs:
+    # a deployed stack by default, `stepline dev`, `stepline worker --create-resources`
+    # and LocalRuntime.
+    import json
+
+    from infra.local import LocalRuntime
+    from infra.settings import Settings
+    from sdk import App, Context
+
+    default = TEMPLATE["Parameters"]["EventBusName"]["Default"]
+    assert Settings().event_bus == Settings.from_env({}).event_bus == default == "stepline"
+
+    app = App("bus")
+
+    @app.workflow("hello", trigger="app/hello")
+    def hello(ctx: Context) -> str:
+        return "hi"
+
+    with LocalRuntime(app) as rt:
+        assert rt.settings.event_bus == default
+        response = rt.clients.events.put_events(
+            Entries=[
+                {
+                    "Source": "my.app",
+                    "DetailType": "app/hello",
+                    "Detail": json.dumps({}),
+                    "EventBusName": default,
+                }
+            ]
+        )
+        assert response["FailedEntryCount"] == 0
+        rt.drain()
+        [run] = rt.runs()
+        assert run.status == "COMPLETED"

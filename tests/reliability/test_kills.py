@@ -61,7 +61,12 @@ def test_runs_survive_workers_killed_at_random(tmp_path):
                 detail = {**data, "$stepline": {"id": event_id}}
                 events.put_events(
                     Entries=[
-                        {"Source": "kill-test", "DetailType": name, "Detail": json.dumps(detail)}
+                        {
+                            "Source": "kill-test",
+                            "DetailType": name,
+                            "Detail": json.dumps(detail),
+                            "EventBusName": "stepline",
+                        }
                     ]
                 )
 
