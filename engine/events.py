@@ -7,6 +7,13 @@ twice, and repairs a wake-up that a crash cut off.
 
 Cost per event does not depend on how many runs wait on other keys: waits and cancel
 rules are found by exact index key (event name, match path, value), never by scanning.
+The `if_` expressions evaluated on one event share one budget of evaluation steps
+(sdk/_expression.py), so an event that is costly to match holds its handler for about a
+second at most and fails alone, as no match.
+
+Each entry point opens the redaction scope of its event (`engine.logcontext`): the
+values of the redacted fields of the event, and of the triggers of the runs it is
+matched against, never reach the log.
 """
 
 from __future__ import annotations
@@ -15,13 +22,13 @@ import logging
 
 from engine.ids import waiter_key
 from engine.lifecycle import Lifecycle
-from engine.logcontext import bind
+from engine.logcontext import bind, redacting, remember
 from engine.matching import cancel_matches, subscription_key_for, trigger_matches, wait_matches
 from engine.model import StepRecord, StepStatus
 from engine.ports import Ports
 from engine.settings import EngineSettings
 from sdk import App, Event
-from sdk._expression import MISSING, lookup
+from sdk._expression import MISSING, Budget, lookup
 
 log = logging.getLogger("stepline.events")
 
@@ -35,16 +42,24 @@ class EventRouter:
         self.lifecycle = lifecycle
         self.settings = settings
 
-    def matching_workflows(self, event: Event) -> list[str]:
+    def matching_workflows(self, event: Event, budget: Budget | None = None) -> list[str]:
         """Ids of the workflows this event starts (each at most once)."""
+        budget = budget or Budget()
         matched: list[str] = []
         for workflow, trigger in self.app.triggered_by(event.name):
-            if workflow.id not in matched and trigger_matches(trigger, event):
+            if workflow.id not in matched and trigger_matches(
+                trigger, event, workflow=workflow.id, budget=budget
+            ):
                 matched.append(workflow.id)
         return matched
 
     def trigger(self, event: Event) -> list[str]:
         """Start one run per workflow whose trigger matches; returns the run ids."""
+        with redacting(self.settings.redact_fields):
+            remember(event.data)
+            return self._trigger(event)
+
+    def _trigger(self, event: Event) -> list[str]:
         bind(event_id=event.id)
         workflow_ids = self.matching_workflows(event)
         if not workflow_ids:
@@ -61,9 +76,15 @@ class EventRouter:
 
     def resolve_waits(self, event: Event) -> int:
         """Resolve the waits this event satisfies; returns how many it resolved."""
+        with redacting(self.settings.redact_fields):
+            remember(event.data)
+            return self._resolve_waits(event)
+
+    def _resolve_waits(self, event: Event) -> int:
         bind(event_id=event.id)
         now = self.ports.clock.now()
         self.ports.events.record_event(event, expires_at=now + self.settings.lookback)
+        budget = Budget()
         resolved = 0
         for path in sorted(self.ports.index.wait_paths(event.name), key=str):
             if path is None:
@@ -74,15 +95,17 @@ class EventRouter:
                     continue
                 key = waiter_key(event.name, path, value)
             for run_id, waiter in self.ports.index.find_waiters(key):
-                resolved += self._resolve(run_id, waiter, event)
+                resolved += self._resolve(run_id, waiter, event, budget)
         if resolved:
             log.info("event %s (%s) resolved %d wait(s)", event.id, event.name, resolved)
         return resolved
 
-    def _resolve(self, run_id: str, waiter: StepRecord, event: Event) -> int:
+    def _resolve(self, run_id: str, waiter: StepRecord, event: Event, budget: Budget) -> int:
         spec = waiter.wait
         if spec is None:
             return 0
+        if spec.trigger is not None:
+            remember(spec.trigger.data)
         if waiter.status is StepStatus.COMPLETED:
             if isinstance(waiter.output, dict) and waiter.output.get("id") == event.id:
                 # Resolved by this very event before; the wake-up may have been lost.
@@ -92,7 +115,7 @@ class EventRouter:
             return 0
         if event.ts is not None and waiter.wake_at is not None and event.ts > waiter.wake_at:
             return 0
-        if not wait_matches(spec, event):
+        if not wait_matches(spec, event, run_id=run_id, budget=budget):
             return 0
         now = self.ports.clock.now()
 
@@ -115,6 +138,11 @@ class EventRouter:
 
     def cancel_matching(self, event: Event) -> int:
         """Cancel the runs whose cancel_on rules this event satisfies; returns how many."""
+        with redacting(self.settings.redact_fields):
+            remember(event.data)
+            return self._cancel_matching(event)
+
+    def _cancel_matching(self, event: Event) -> int:
         bind(event_id=event.id)
         rules = self.app.cancellations_for(event.name)
         if not rules:
@@ -122,13 +150,18 @@ class EventRouter:
         now = self.ports.clock.now()
         # Kept so that a run created a moment later still sees it (see Lifecycle).
         self.ports.events.record_event(event, expires_at=now + self.settings.lookback)
+        budget = Budget()
         cancelled = 0
         for workflow, index, rule in rules:
             key = subscription_key_for(workflow.id, index, rule, event)
             if key is None:
                 continue
             for subscription in self.ports.index.find_subscriptions(key):
-                if not cancel_matches(subscription, rule, subscription.trigger, event, now):
+                if subscription.trigger is not None:
+                    remember(subscription.trigger.data)
+                if not cancel_matches(
+                    subscription, rule, subscription.trigger, event, now, budget=budget
+                ):
                     continue
                 try:
                     done = self.lifecycle.cancel(

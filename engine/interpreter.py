@@ -48,7 +48,7 @@ from engine.ids import (
     waiter_key,
 )
 from engine.lifecycle import Lifecycle
-from engine.logcontext import bind
+from engine.logcontext import bind, remember
 from engine.matching import wait_matches
 from engine.model import (
     AttemptFailure,
@@ -78,7 +78,7 @@ from sdk import (
     WorkflowDefinitionError,
 )
 from sdk._duration import Duration, parse_duration
-from sdk._expression import MISSING, Expression, check_match_path, lookup
+from sdk._expression import MISSING, Budget, Expression, check_match_path, lookup
 
 T = TypeVar("T")
 PendingKind = Literal["sleep", "retry", "wait", "invoke", "continue"]
@@ -411,6 +411,8 @@ class Interpreter:
             ended_at=self.clock.now(),
             failures=previous.failures if previous else (),
         )
+        if self.settings.redact_fields:
+            remember(output)
         self.record(slot, record)
         return output
 
@@ -597,6 +599,7 @@ class Interpreter:
             trigger=trigger if if_ is not None else None,
             since=since,
             exclude=exclude,
+            workflow_id=self.workflow.id,
         )
         try:
             self.ports.index.add_wait_path(event, match)
@@ -620,8 +623,10 @@ class Interpreter:
             earlier = self.ports.events.events_since(event, since, now=now)
         except TransientError as error:
             raise InfrastructureFailure(error) from None
+        # One budget for the whole look-back: expressions never hold the run for long.
+        budget = Budget()
         for candidate in earlier:
-            if wait_matches(spec, candidate, trigger):
+            if wait_matches(spec, candidate, trigger, run_id=self.run_id, budget=budget):
                 self._settle_wait(slot, candidate)
                 return self._wait_outcome(slot)
         return self._wait_outcome(slot)
@@ -650,6 +655,7 @@ class Interpreter:
 
     def _settle_wait(self, slot: Slot, event: Event) -> None:
         assert slot.record is not None
+        remember(event.data)
         self.record(
             slot,
             slot.record.model_copy(

@@ -3,6 +3,11 @@
 Index keys already narrow candidates to equal match values; these checks add the `if_`
 expression, time windows and exclusions, and re-check the key so that a stale or
 colliding index entry can never resolve the wrong run.
+
+An expression that cannot be evaluated on an event (an error, or more steps than its
+budget allows: see sdk/_expression.py) counts as no match, with a warning that names the
+workflow, the expression and the kind of error, never the event's data. Callers pass one
+`Budget` for all the expressions they evaluate on one event.
 """
 
 from __future__ import annotations
@@ -14,7 +19,14 @@ from datetime import datetime
 from engine.ids import subscription_key, waiter_key
 from engine.model import CancelSubscription, WaitSpec
 from sdk import CancelOn, Event, Trigger
-from sdk._expression import MISSING, Expression, ExpressionError, lookup
+from sdk._expression import (
+    MISSING,
+    Budget,
+    Expression,
+    ExpressionBudgetError,
+    ExpressionError,
+    lookup,
+)
 
 log = logging.getLogger("stepline.matching")
 
@@ -24,29 +36,62 @@ def compiled(source: str) -> Expression:
     return Expression(source, what="expression")
 
 
-def _holds(expression: Expression, *, event: Event, incoming: Event | None, what: str) -> bool:
+def _holds(
+    expression: Expression,
+    *,
+    event: Event,
+    incoming: Event | None,
+    what: str,
+    budget: Budget | None,
+) -> bool:
     try:
-        return expression.evaluate(event=event, incoming=incoming)
+        return expression.evaluate(event=event, incoming=incoming, budget=budget)
     except ExpressionError as error:
-        log.warning(
-            "%s: expression could not be evaluated on event %s (%s); treating it as no match: %s",
+        subject = incoming or event
+        if isinstance(error, ExpressionBudgetError) and budget is not None and budget.refused:
+            # The event's budget is spent: said once, below DEBUG for the rest.
+            level = logging.DEBUG
+        else:
+            level = logging.WARNING
+        if budget is not None and isinstance(error, ExpressionBudgetError):
+            budget.refused += 1
+        log.log(
+            level,
+            "%s: the expression %r could not be evaluated on event %s (%s): %s; "
+            "treating it as no match",
             what,
-            (incoming or event).id,
-            (incoming or event).name,
-            error,
+            expression.source,
+            subject.id,
+            subject.name,
+            error.category,
         )
         return False
 
 
-def trigger_matches(trigger: Trigger, event: Event) -> bool:
+def trigger_matches(
+    trigger: Trigger, event: Event, *, workflow: str = "?", budget: Budget | None = None
+) -> bool:
     if trigger.event != event.name:
         return False
     if trigger.if_ is None:
         return True
-    return _holds(trigger.if_, event=event, incoming=None, what=f"trigger {trigger.event!r}")
+    return _holds(
+        trigger.if_,
+        event=event,
+        incoming=None,
+        what=f"workflow {workflow!r}, trigger {trigger.event!r}",
+        budget=budget,
+    )
 
 
-def wait_matches(spec: WaitSpec, incoming: Event, trigger: Event | None = None) -> bool:
+def wait_matches(
+    spec: WaitSpec,
+    incoming: Event,
+    trigger: Event | None = None,
+    *,
+    run_id: str = "?",
+    budget: Budget | None = None,
+) -> bool:
     """Does `incoming` resolve the wait? `trigger` is the run's trigger, if at hand."""
     if incoming.name != spec.event or incoming.id in spec.exclude:
         return False
@@ -61,8 +106,13 @@ def wait_matches(spec: WaitSpec, incoming: Event, trigger: Event | None = None) 
     context = spec.trigger or trigger
     if context is None:
         return False
+    owner = f"workflow {spec.workflow_id!r}, " if spec.workflow_id else ""
     return _holds(
-        compiled(spec.if_), event=context, incoming=incoming, what=f"wait for {spec.event!r}"
+        compiled(spec.if_),
+        event=context,
+        incoming=incoming,
+        what=f"{owner}run {run_id}, wait_for_event {spec.event!r}",
+        budget=budget,
     )
 
 
@@ -82,6 +132,8 @@ def cancel_matches(
     trigger: Event | None,
     incoming: Event,
     now: datetime,
+    *,
+    budget: Budget | None = None,
 ) -> bool:
     if subscription.expires_at is not None and subscription.expires_at <= now:
         return False
@@ -93,4 +145,11 @@ def cancel_matches(
     context = subscription.trigger or trigger
     if context is None:
         return False
-    return _holds(rule.if_, event=context, incoming=incoming, what=f"cancel_on {rule.event!r}")
+    return _holds(
+        rule.if_,
+        event=context,
+        incoming=incoming,
+        what=f"workflow {subscription.workflow_id!r}, run {subscription.run_id}, "
+        f"cancel_on {rule.event!r}",
+        budget=budget,
+    )

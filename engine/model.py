@@ -102,6 +102,8 @@ class WaitSpec(_Record):
     since: datetime
     # Events already consumed by earlier waits of this run on the same event name.
     exclude: tuple[str, ...] = ()
+    # The waiting run's workflow, named when its `if_` cannot be evaluated on an event.
+    workflow_id: str | None = None
 
 
 class InvokeSpec(_Record):

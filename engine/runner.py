@@ -37,7 +37,7 @@ from engine.interpreter import (
     Suspended,
 )
 from engine.lifecycle import Lifecycle
-from engine.logcontext import bind, log_context
+from engine.logcontext import bind, log_context, redacting, remember
 from engine.model import (
     Delivery,
     ErrorInfo,
@@ -76,7 +76,8 @@ class Runner:
     ) -> None:
         token = log_context.set({**log_context.get(), "run_id": message.run_id})
         try:
-            self._handle(message, delivery, remaining_time)
+            with redacting(self.settings.redact_fields):
+                self._handle(message, delivery, remaining_time)
         finally:
             log_context.reset(token)
 
@@ -95,6 +96,7 @@ class Runner:
             return
         run = loaded.run
         bind(function_id=run.workflow_id)
+        _remember_run(loaded, self.settings)
         now = self.ports.clock.now()
         admission = self._admit(run, message, delivery, now)
         if admission is Admission.DROP:
@@ -201,6 +203,7 @@ class Runner:
                 reloaded = self.ports.store.load(current.run_id)
                 if reloaded is None:
                     return
+                _remember_run(reloaded, self.settings)
                 loaded = reloaded
         # Giving up here must not ack the message: the run still holds this delivery's
         # lease, and the pokes that kept changing it were dropped because of that lease.
@@ -286,3 +289,13 @@ class Runner:
             workflow = self.app.get(run.workflow_id)
             if run.status is RunStatus.FAILED and workflow is not None:
                 self.lifecycle.start_failure_handler(workflow, run, loaded.event)
+
+
+def _remember_run(loaded: LoadedRun, settings: EngineSettings) -> None:
+    """Note the redacted values a run brings in: its trigger and recorded outputs."""
+    if not settings.redact_fields:
+        return
+    remember(loaded.event.data)
+    for step in loaded.steps.values():
+        if step.output is not None:
+            remember(step.output)

@@ -4,6 +4,10 @@ Each handler is a thin function: parse the record, call the engine, let the batc
 processor turn exceptions into `batchItemFailures`. A record that fails goes back to its
 queue and, after the queue's maxReceiveCount, to its dead-letter queue; the records
 behind it in the batch carry on.
+
+Each record is handled in its own redaction scope (`engine.logcontext.redacting`), so
+the values of redacted fields that it brings in are masked in every line logged about
+it, the line that reports its failure included.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from engine.logcontext import log_context
+from engine.logcontext import log_context, redacting, remember
 from engine.ports import TransientError
 from infra.eventbridge import decode_envelope
 from infra.logs import configure_lambda_logging, redact
@@ -116,7 +120,8 @@ def process_batch(
     for raw in records:
         record = SQSRecord(raw)
         try:
-            on_record(record)
+            with redacting():
+                on_record(record)
         except Exception:
             failures.append({"itemIdentifier": record.message_id})
     return {"batchItemFailures": failures}
@@ -125,6 +130,7 @@ def process_batch(
 def decode_event(body: str, services: Services) -> Any:
     """The Event in an event-queue record; its data is logged only at DEBUG, redacted."""
     event = decode_envelope(body)
+    remember(event.data, services.settings.redact_fields)
     if log.isEnabledFor(logging.DEBUG):
         log.debug(
             "event %s (%s) data: %s",
