@@ -20,6 +20,7 @@ replaces the values of redacted fields that the message being handled brought in
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Iterable
@@ -52,9 +53,12 @@ class ContextKeys(logging.Filter):
 
 
 # Attributes every LogRecord has; the others are a caller's `extra=` keys.
-_STANDARD_ATTRIBUTES = frozenset(
-    logging.LogRecord("", 0, "", 0, "", (), None).__dict__
-) | {"message", "asctime", "exception", "exception_name"}
+_STANDARD_ATTRIBUTES = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
+    "message",
+    "asctime",
+    "exception",
+    "exception_name",
+}
 
 
 def _cut(text: str, limit: int) -> str:
@@ -174,6 +178,17 @@ def configure_lambda_logging(stream: IO[str] | None = None) -> logging.Logger:
     handler.stepline = True  # type: ignore[attr-defined]
     handler.addFilter(ContextKeys())
     handler.addFilter(Redact())
-    Logger(service="stepline", logger_handler=handler)
+    if getattr(logger, "stepline_configured", False):
+        # powertools configures a logger once per process and ignores a second handler;
+        # tests that pass a stream each time attach theirs directly.
+        from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
+
+        handler.setFormatter(LambdaPowertoolsFormatter(service="stepline"))
+        logger.addHandler(handler)
+        level = os.environ.get("POWERTOOLS_LOG_LEVEL") or os.environ.get("LOG_LEVEL") or "INFO"
+        logger.setLevel(level.upper())
+    else:
+        Logger(service="stepline", logger_handler=handler)
+        logger.stepline_configured = True  # type: ignore[attr-defined]
     quiet_expression_library()
     return logger

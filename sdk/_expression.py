@@ -209,7 +209,8 @@ def _reads(tree: Any) -> dict[str, Paths | None]:
                     and len(ident.children) == 1
                     and isinstance(ident.children[0], lark.Token)
                 ):
-                    return str(ident.children[0]), [], 1
+                    root = str(ident.children[0])
+                    return root, [], 1 if root in VARIABLES else 0
             return None
         if node.data == "member_dot" and len(node.children) == 2:
             inner, name = node.children
@@ -329,7 +330,7 @@ def _runner_class() -> Any:
     from celpy import InterpretedRunner
     from celpy.evaluation import Evaluator
 
-    class MeteredEvaluator(Evaluator):  # type: ignore[misc]
+    class MeteredEvaluator(Evaluator):
         def __init__(self, ast: Any, activation: Any, meter: _Meter) -> None:
             super().__init__(ast, activation)
             self.meter = meter
@@ -343,7 +344,7 @@ def _runner_class() -> Any:
             self.meter.spend(1)
             return super()._visit_tree(tree)
 
-    class MeteredRunner(InterpretedRunner):  # type: ignore[misc]
+    class MeteredRunner(InterpretedRunner):
         def run(self, context: dict[str, Any], meter: _Meter) -> Any:
             return MeteredEvaluator(self.ast, self.new_activation(), meter).evaluate(context)
 
@@ -368,7 +369,7 @@ class Expression:
                 f"{what}: the CEL expression {source!r} does not compile: {error}. "
                 'Expressions use CEL syntax, e.g. "async.data.userId == event.data.userId".'
             ) from error
-        self._program = environment.program(tree)
+        self._program: Any = environment.program(tree)
         self._reads = _reads(tree)
         # Keys of the conversion cache: which parts of a variable this expression reads.
         self._read_keys = {
