@@ -23,7 +23,13 @@ import logging
 from engine.ids import waiter_key
 from engine.lifecycle import Lifecycle
 from engine.logcontext import bind, redacting, remember
-from engine.matching import cancel_matches, subscription_key_for, trigger_matches, wait_matches
+from engine.matching import (
+    cancel_matches,
+    report_refusals,
+    subscription_key_for,
+    trigger_matches,
+    wait_matches,
+)
 from engine.model import StepRecord, StepStatus
 from engine.ports import Ports
 from engine.settings import EngineSettings
@@ -51,6 +57,7 @@ class EventRouter:
                 trigger, event, workflow=workflow.id, budget=budget
             ):
                 matched.append(workflow.id)
+        report_refusals(budget, event)
         return matched
 
     def trigger(self, event: Event) -> list[str]:
@@ -96,6 +103,7 @@ class EventRouter:
                 key = waiter_key(event.name, path, value)
             for run_id, waiter in self.ports.index.find_waiters(key):
                 resolved += self._resolve(run_id, waiter, event, budget)
+        report_refusals(budget, event)
         if resolved:
             log.info("event %s (%s) resolved %d wait(s)", event.id, event.name, resolved)
         return resolved
@@ -173,6 +181,7 @@ class EventRouter:
                     self.ports.store.delete_subscriptions([subscription])
                     continue
                 cancelled += int(done)
+        report_refusals(budget, event)
         if cancelled:
             log.info("event %s (%s) cancelled %d run(s)", event.id, event.name, cancelled)
         return cancelled

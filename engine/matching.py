@@ -48,12 +48,11 @@ def _holds(
         return expression.evaluate(event=event, incoming=incoming, budget=budget)
     except ExpressionError as error:
         subject = incoming or event
-        if isinstance(error, ExpressionBudgetError) and budget is not None and budget.refused:
-            # The event's budget is spent: said once, below DEBUG for the rest.
-            level = logging.DEBUG
-        else:
-            level = logging.WARNING
-        if budget is not None and isinstance(error, ExpressionBudgetError):
+        level = logging.WARNING
+        if isinstance(error, ExpressionBudgetError) and budget is not None:
+            # Said once per event at WARNING; `report_refusals` counts the rest.
+            if budget.refused:
+                level = logging.DEBUG
             budget.refused += 1
         log.log(
             level,
@@ -66,6 +65,19 @@ def _holds(
             error.category,
         )
         return False
+
+
+def report_refusals(budget: Budget, event: Event) -> None:
+    """After matching an event: say how many expressions its budget left unevaluated."""
+    if budget.refused > 1:
+        log.warning(
+            "event %s (%s): %d expressions were not evaluated within its budget of %s steps "
+            "and count as no match (the first is logged above, the others at DEBUG)",
+            event.id,
+            event.name,
+            budget.refused,
+            f"{budget.steps:,}",
+        )
 
 
 def trigger_matches(

@@ -40,10 +40,10 @@ _MATCH_PATH = re.compile(r"^data(\.[^.\s]+)+$")
 
 #: Steps one evaluation may take: nodes of the expression visited (a comprehension such
 #: as `exists()` visits its body once per element), plus the values of the event it
-#: converts. About 0.35 s of cel-python on one core.
-MAX_STEPS = 50_000
-#: Steps all the expressions evaluated on one event may take together (about 1 s).
-MAX_EVENT_STEPS = 150_000
+#: converts. About 0.3 s of cel-python on one core.
+MAX_STEPS = 40_000
+#: Steps all the expressions evaluated on one event may take together (under 1 s).
+MAX_EVENT_STEPS = 120_000
 
 #: The names an expression's variables go by.
 VARIABLES = ("event", "async")
