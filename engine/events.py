@@ -8,24 +8,26 @@ twice, and repairs a wake-up that a crash cut off.
 Cost per event does not depend on how many runs wait on other keys: waits and cancel
 rules are found by exact index key (event name, match path, value), never by scanning.
 The `if_` expressions evaluated on one event share one budget of evaluation steps
-(sdk/_expression.py), so an event that is costly to match holds its handler for about a
-second at most and fails alone, as no match.
+(`engine.matching.expression_budget`), so an event that is costly to match holds its
+handler for under a second and fails alone, as no match.
 
-Each entry point opens the redaction scope of its event (`engine.logcontext`): the
-values of the redacted fields of the event, and of the triggers of the runs it is
-matched against, never reach the log.
+Each entry point also opens the redaction scope of its event (`engine.logcontext`): the
+values of its redacted fields never reach the log.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
+from typing import TypeVar
 
 from engine.ids import waiter_key
 from engine.lifecycle import Lifecycle
 from engine.logcontext import bind, redacting, remember
 from engine.matching import (
     cancel_matches,
-    report_refusals,
+    expression_budget,
     subscription_key_for,
     trigger_matches,
     wait_matches,
@@ -34,9 +36,26 @@ from engine.model import StepRecord, StepStatus
 from engine.ports import Ports
 from engine.settings import EngineSettings
 from sdk import App, Event
-from sdk._expression import MISSING, Budget, lookup
+from sdk._expression import MISSING, lookup
 
 log = logging.getLogger("stepline.events")
+
+R = TypeVar("R")
+
+
+def _handling_event(method: Callable[[EventRouter, Event], R]) -> Callable[[EventRouter, Event], R]:
+    """Runs an entry point in its event's redaction scope and expression budget."""
+
+    @functools.wraps(method)
+    def handle(router: EventRouter, event: Event) -> R:
+        with (
+            redacting(router.settings.redact_fields),
+            expression_budget(f"event {event.id} ({event.name})"),
+        ):
+            remember(event.data)
+            return method(router, event)
+
+    return handle
 
 
 class EventRouter:
@@ -48,25 +67,17 @@ class EventRouter:
         self.lifecycle = lifecycle
         self.settings = settings
 
-    def matching_workflows(self, event: Event, budget: Budget | None = None) -> list[str]:
+    def matching_workflows(self, event: Event) -> list[str]:
         """Ids of the workflows this event starts (each at most once)."""
-        budget = budget or Budget()
         matched: list[str] = []
         for workflow, trigger in self.app.triggered_by(event.name):
-            if workflow.id not in matched and trigger_matches(
-                trigger, event, workflow=workflow.id, budget=budget
-            ):
+            if workflow.id not in matched and trigger_matches(trigger, event, workflow=workflow.id):
                 matched.append(workflow.id)
-        report_refusals(budget, event)
         return matched
 
+    @_handling_event
     def trigger(self, event: Event) -> list[str]:
         """Start one run per workflow whose trigger matches; returns the run ids."""
-        with redacting(self.settings.redact_fields):
-            remember(event.data)
-            return self._trigger(event)
-
-    def _trigger(self, event: Event) -> list[str]:
         bind(event_id=event.id)
         workflow_ids = self.matching_workflows(event)
         if not workflow_ids:
@@ -81,17 +92,12 @@ class EventRouter:
             run_ids.append(self.lifecycle.start_run(workflow, event))
         return run_ids
 
+    @_handling_event
     def resolve_waits(self, event: Event) -> int:
         """Resolve the waits this event satisfies; returns how many it resolved."""
-        with redacting(self.settings.redact_fields):
-            remember(event.data)
-            return self._resolve_waits(event)
-
-    def _resolve_waits(self, event: Event) -> int:
         bind(event_id=event.id)
         now = self.ports.clock.now()
         self.ports.events.record_event(event, expires_at=now + self.settings.lookback)
-        budget = Budget()
         resolved = 0
         for path in sorted(self.ports.index.wait_paths(event.name), key=str):
             if path is None:
@@ -102,18 +108,15 @@ class EventRouter:
                     continue
                 key = waiter_key(event.name, path, value)
             for run_id, waiter in self.ports.index.find_waiters(key):
-                resolved += self._resolve(run_id, waiter, event, budget)
-        report_refusals(budget, event)
+                resolved += self._resolve(run_id, waiter, event)
         if resolved:
             log.info("event %s (%s) resolved %d wait(s)", event.id, event.name, resolved)
         return resolved
 
-    def _resolve(self, run_id: str, waiter: StepRecord, event: Event, budget: Budget) -> int:
+    def _resolve(self, run_id: str, waiter: StepRecord, event: Event) -> int:
         spec = waiter.wait
         if spec is None:
             return 0
-        if spec.trigger is not None:
-            remember(spec.trigger.data)
         if waiter.status is StepStatus.COMPLETED:
             if isinstance(waiter.output, dict) and waiter.output.get("id") == event.id:
                 # Resolved by this very event before; the wake-up may have been lost.
@@ -123,7 +126,7 @@ class EventRouter:
             return 0
         if event.ts is not None and waiter.wake_at is not None and event.ts > waiter.wake_at:
             return 0
-        if not wait_matches(spec, event, run_id=run_id, budget=budget):
+        if not wait_matches(spec, event):
             return 0
         now = self.ports.clock.now()
 
@@ -144,13 +147,9 @@ class EventRouter:
         self.lifecycle.wake(run_id, "event")
         return 1
 
+    @_handling_event
     def cancel_matching(self, event: Event) -> int:
         """Cancel the runs whose cancel_on rules this event satisfies; returns how many."""
-        with redacting(self.settings.redact_fields):
-            remember(event.data)
-            return self._cancel_matching(event)
-
-    def _cancel_matching(self, event: Event) -> int:
         bind(event_id=event.id)
         rules = self.app.cancellations_for(event.name)
         if not rules:
@@ -158,18 +157,13 @@ class EventRouter:
         now = self.ports.clock.now()
         # Kept so that a run created a moment later still sees it (see Lifecycle).
         self.ports.events.record_event(event, expires_at=now + self.settings.lookback)
-        budget = Budget()
         cancelled = 0
         for workflow, index, rule in rules:
             key = subscription_key_for(workflow.id, index, rule, event)
             if key is None:
                 continue
             for subscription in self.ports.index.find_subscriptions(key):
-                if subscription.trigger is not None:
-                    remember(subscription.trigger.data)
-                if not cancel_matches(
-                    subscription, rule, subscription.trigger, event, now, budget=budget
-                ):
+                if not cancel_matches(subscription, rule, subscription.trigger, event, now):
                     continue
                 try:
                     done = self.lifecycle.cancel(
@@ -181,7 +175,6 @@ class EventRouter:
                     self.ports.store.delete_subscriptions([subscription])
                     continue
                 cancelled += int(done)
-        report_refusals(budget, event)
         if cancelled:
             log.info("event %s (%s) cancelled %d run(s)", event.id, event.name, cancelled)
         return cancelled

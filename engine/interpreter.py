@@ -78,7 +78,7 @@ from sdk import (
     WorkflowDefinitionError,
 )
 from sdk._duration import Duration, parse_duration
-from sdk._expression import MISSING, Budget, Expression, check_match_path, lookup
+from sdk._expression import MISSING, Expression, check_match_path, lookup
 
 T = TypeVar("T")
 PendingKind = Literal["sleep", "retry", "wait", "invoke", "continue"]
@@ -623,10 +623,8 @@ class Interpreter:
             earlier = self.ports.events.events_since(event, since, now=now)
         except TransientError as error:
             raise InfrastructureFailure(error) from None
-        # One budget for the whole look-back: expressions never hold the run for long.
-        budget = Budget()
         for candidate in earlier:
-            if wait_matches(spec, candidate, trigger, run_id=self.run_id, budget=budget):
+            if wait_matches(spec, candidate, trigger):
                 self._settle_wait(slot, candidate)
                 return self._wait_outcome(slot)
         return self._wait_outcome(slot)

@@ -319,21 +319,18 @@ class Lifecycle:
         be handled a moment before that. The event log closes the gap.
         """
         from engine.matching import cancel_matches
-        from sdk._expression import Budget
 
         if not loaded.subscriptions:
             return False
         run = loaded.run
         now = self.ports.clock.now()
         since = run.event_ts or run.created_at
-        # One budget for all the expressions evaluated here (see engine/matching.py).
-        budget = Budget()
         for subscription in loaded.subscriptions:
             rule = workflow.cancel_on[subscription.index]
             for event in self.ports.events.events_since(rule.event, since, now=now):
                 if event.id == run.event_id:
                     continue
-                if cancel_matches(subscription, rule, loaded.event, event, now, budget=budget):
+                if cancel_matches(subscription, rule, loaded.event, event, now):
                     return self.cancel(
                         run.run_id, f"cancelled by event {event.name} ({event.id}) via cancel_on"
                     )

@@ -6,14 +6,18 @@ colliding index entry can never resolve the wrong run.
 
 An expression that cannot be evaluated on an event (an error, or more steps than its
 budget allows: see sdk/_expression.py) counts as no match, with a warning that names the
-workflow, the expression and the kind of error, never the event's data. Callers pass one
-`Budget` for all the expressions they evaluate on one event.
+workflow, the expression and the kind of error, never the event's data. The expressions
+evaluated while one message is handled (an event matched against triggers, waits and
+cancel rules; a run's look-backs) share the budget `expression_budget` opens for it.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime
 
 from engine.ids import subscription_key, waiter_key
@@ -36,21 +40,44 @@ def compiled(source: str) -> Expression:
     return Expression(source, what="expression")
 
 
-def _holds(
-    expression: Expression,
-    *,
-    event: Event,
-    incoming: Event | None,
-    what: str,
-    budget: Budget | None,
-) -> bool:
+_budget: ContextVar[Budget | None] = ContextVar("stepline_expression_budget", default=None)
+
+
+@contextmanager
+def expression_budget(what: str) -> Iterator[Budget]:
+    """One budget for the expressions evaluated inside (joins one already open).
+
+    At the end, if more than one was refused for want of steps, says how many (the
+    first is logged at WARNING as it happens, the others at DEBUG).
+    """
+    current = _budget.get()
+    if current is not None:
+        yield current
+        return
+    budget = Budget()
+    token = _budget.set(budget)
+    try:
+        yield budget
+    finally:
+        _budget.reset(token)
+        if budget.refused > 1:
+            log.warning(
+                "%s: %d expressions were not evaluated within the budget of %s steps and "
+                "count as no match (the first is logged above, the others at DEBUG)",
+                what,
+                budget.refused,
+                f"{budget.steps:,}",
+            )
+
+
+def _holds(expression: Expression, *, event: Event, incoming: Event | None, what: str) -> bool:
+    budget = _budget.get()
     try:
         return expression.evaluate(event=event, incoming=incoming, budget=budget)
     except ExpressionError as error:
         subject = incoming or event
         level = logging.WARNING
         if isinstance(error, ExpressionBudgetError) and budget is not None:
-            # Said once per event at WARNING; `report_refusals` counts the rest.
             if budget.refused:
                 level = logging.DEBUG
             budget.refused += 1
@@ -67,22 +94,7 @@ def _holds(
         return False
 
 
-def report_refusals(budget: Budget, event: Event) -> None:
-    """After matching an event: say how many expressions its budget left unevaluated."""
-    if budget.refused > 1:
-        log.warning(
-            "event %s (%s): %d expressions were not evaluated within its budget of %s steps "
-            "and count as no match (the first is logged above, the others at DEBUG)",
-            event.id,
-            event.name,
-            budget.refused,
-            f"{budget.steps:,}",
-        )
-
-
-def trigger_matches(
-    trigger: Trigger, event: Event, *, workflow: str = "?", budget: Budget | None = None
-) -> bool:
+def trigger_matches(trigger: Trigger, event: Event, *, workflow: str = "?") -> bool:
     if trigger.event != event.name:
         return False
     if trigger.if_ is None:
@@ -92,18 +104,10 @@ def trigger_matches(
         event=event,
         incoming=None,
         what=f"workflow {workflow!r}, trigger {trigger.event!r}",
-        budget=budget,
     )
 
 
-def wait_matches(
-    spec: WaitSpec,
-    incoming: Event,
-    trigger: Event | None = None,
-    *,
-    run_id: str = "?",
-    budget: Budget | None = None,
-) -> bool:
+def wait_matches(spec: WaitSpec, incoming: Event, trigger: Event | None = None) -> bool:
     """Does `incoming` resolve the wait? `trigger` is the run's trigger, if at hand."""
     if incoming.name != spec.event or incoming.id in spec.exclude:
         return False
@@ -118,13 +122,11 @@ def wait_matches(
     context = spec.trigger or trigger
     if context is None:
         return False
-    owner = f"workflow {spec.workflow_id!r}, " if spec.workflow_id else ""
     return _holds(
         compiled(spec.if_),
         event=context,
         incoming=incoming,
-        what=f"{owner}run {run_id}, wait_for_event {spec.event!r}",
-        budget=budget,
+        what=f"workflow {spec.workflow_id or '?'!r}, wait_for_event {spec.event!r}",
     )
 
 
@@ -144,8 +146,6 @@ def cancel_matches(
     trigger: Event | None,
     incoming: Event,
     now: datetime,
-    *,
-    budget: Budget | None = None,
 ) -> bool:
     if subscription.expires_at is not None and subscription.expires_at <= now:
         return False
@@ -163,5 +163,4 @@ def cancel_matches(
         incoming=incoming,
         what=f"workflow {subscription.workflow_id!r}, run {subscription.run_id}, "
         f"cancel_on {rule.event!r}",
-        budget=budget,
     )

@@ -38,6 +38,7 @@ from engine.interpreter import (
 )
 from engine.lifecycle import Lifecycle
 from engine.logcontext import bind, log_context, redacting, remember
+from engine.matching import expression_budget
 from engine.model import (
     Delivery,
     ErrorInfo,
@@ -76,7 +77,10 @@ class Runner:
     ) -> None:
         token = log_context.set({**log_context.get(), "run_id": message.run_id})
         try:
-            with redacting(self.settings.redact_fields):
+            with (
+                redacting(self.settings.redact_fields),
+                expression_budget(f"run {message.run_id}"),
+            ):
                 self._handle(message, delivery, remaining_time)
         finally:
             log_context.reset(token)

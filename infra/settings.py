@@ -17,7 +17,7 @@ The SAM template sets exactly these variables on every function (a test pins tha
 | STEPLINE_LOOKBACK | how far back a new wait looks for earlier events | `24h` |
 | STEPLINE_SUSPEND_MARGIN | leave the Lambda when this much time remains | `30s` |
 | STEPLINE_LEASE | how long a RUNNING claim lasts (>= engine timeout) | `15m` |
-| STEPLINE_REDACT_FIELDS | comma-separated data fields whose values are masked in logs | (none) |
+| STEPLINE_REDACT_FIELDS | comma-separated data fields masked in logs | (none) |
 | AWS_ENDPOINT_URL | boto3's own: point at moto or LocalStack | (real AWS) |
 """
 

@@ -100,7 +100,7 @@ def test_a_costly_event_is_refused_alone_and_within_the_event_budget(visits, jso
     # The others on the same event at DEBUG, and counted once.
     assert len(refused) == 1
     assert any(
-        "3 expressions were not evaluated within its budget" in line["message"] for line in lines
+        "3 expressions were not evaluated within the budget" in line["message"] for line in lines
     )
     # Never the data: not a number of the list.
     assert str(BIG_LIST[0]) not in json_log.getvalue()
