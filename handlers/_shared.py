@@ -130,7 +130,6 @@ def process_batch(
 def decode_event(body: str, services: Services) -> Any:
     """The Event in an event-queue record; its data is logged only at DEBUG, redacted."""
     event = decode_envelope(body)
-    remember(event.data, services.settings.redact_fields)
     if log.isEnabledFor(logging.DEBUG):
         log.debug(
             "event %s (%s) data: %s",
@@ -138,6 +137,8 @@ def decode_event(body: str, services: Services) -> Any:
             event.name,
             redact(event.data, services.settings.redact_fields),
         )
+    # Masked in every line about this record from here on (see engine.logcontext).
+    remember(event.data, services.settings.redact_fields)
     return event
 
 
