@@ -5,10 +5,12 @@ copies them onto each record, so the JSON log of a Lambda says which run it is a
 
 Secrets: the values of the redacted fields (`EngineSettings.redact_fields`, from
 STEPLINE_REDACT_FIELDS) that the current message brought in. They are noted as data
-enters, in the scope `redacting()` opens for one message: the event a handler decodes,
-the trigger event and recorded step outputs of a run the engine loads, step outputs as
-they are produced, events a wait receives. The log filter in `infra.logs` replaces each
-of them with `***` wherever it appears in a line: message, arguments, exception text.
+enters, in the scope `redacting()` opens for one message (the engine's entry points
+do): the event being matched, the trigger event and recorded step outputs of a run the
+engine loads, step outputs as they are produced, events a wait receives. The log filter
+in `infra.logs` replaces each of them with `***` wherever it appears in a line: message,
+arguments, exception text. An exception leaving the scope carries its secrets, so the
+handler's line that reports it, written after the scope ended, is masked as well.
 
 A field matches at any depth of the data, and everything under it is secret: a string,
 a number, or each string and number inside a list or map. Values shorter than
@@ -113,12 +115,16 @@ def _forms(value: str | int | float) -> set[str]:
 _secrets: ContextVar[Secrets | None] = ContextVar("stepline_log_secrets", default=None)
 
 
+_CARRIED = "_stepline_secrets"
+
+
 @contextmanager
 def redacting(fields: Iterable[str] = ()) -> Iterator[Secrets]:
     """The scope of one message's handling: secrets noted inside are masked in the log.
 
-    Inside an open scope (the handler's, around the engine's) it joins that one, adding
-    `fields` to the names it redacts; secrets are forgotten when the outermost one ends.
+    Inside an open scope it joins that one, adding `fields` to the names it redacts;
+    secrets are forgotten when the outermost one ends. An exception that leaves the
+    scope carries them, so the handler's line reporting it is masked too.
     """
     current = _secrets.get()
     if current is not None:
@@ -129,22 +135,25 @@ def redacting(fields: Iterable[str] = ()) -> Iterator[Secrets]:
     token = _secrets.set(scope)
     try:
         yield scope
+    except BaseException as error:
+        if scope:
+            try:
+                setattr(error, _CARRIED, scope)
+            except (AttributeError, TypeError):
+                pass
+        raise
     finally:
         _secrets.reset(token)
 
 
-def remember(data: Any, fields: Iterable[str] = ()) -> None:
+def remember(data: Any) -> None:
     """Note the values of redacted fields in `data` (an event's data, a step's output).
 
-    `fields` adds names to those the open scope redacts. Outside a scope it does
-    nothing; with no field redacted it costs a context-variable lookup.
+    Outside a scope it does nothing; with no field redacted it costs a context-variable
+    lookup.
     """
     scope = _secrets.get()
-    if scope is None:
-        return
-    if fields:
-        scope.add_fields(fields)
-    if scope.fields:
+    if scope is not None and scope.fields:
         scope.note(data)
 
 
@@ -152,3 +161,20 @@ def current_secrets() -> Secrets | None:
     """The secrets of the message being handled, if any are known."""
     scope = _secrets.get()
     return scope if scope else None
+
+
+def carried_secrets(error: BaseException) -> list[Secrets]:
+    """The secrets an exception (or one it was raised from or during) took out of a scope."""
+    found: list[Secrets] = []
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [error]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        secrets = getattr(current, _CARRIED, None)
+        if isinstance(secrets, Secrets) and secrets not in found:
+            found.append(secrets)
+        pending += [current.__cause__, current.__context__]
+    return found

@@ -4,10 +4,6 @@ Each handler is a thin function: parse the record, call the engine, let the batc
 processor turn exceptions into `batchItemFailures`. A record that fails goes back to its
 queue and, after the queue's maxReceiveCount, to its dead-letter queue; the records
 behind it in the batch carry on.
-
-Each record is handled in its own redaction scope (`engine.logcontext.redacting`), so
-the values of redacted fields that it brings in are masked in every line logged about
-it, the line that reports its failure included.
 """
 
 from __future__ import annotations
@@ -16,7 +12,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from engine.logcontext import log_context, redacting, remember
+from engine.logcontext import log_context
 from engine.ports import TransientError
 from infra.eventbridge import decode_envelope
 from infra.logs import configure_lambda_logging, redact
@@ -120,8 +116,7 @@ def process_batch(
     for raw in records:
         record = SQSRecord(raw)
         try:
-            with redacting():
-                on_record(record)
+            on_record(record)
         except Exception:
             failures.append({"itemIdentifier": record.message_id})
     return {"batchItemFailures": failures}
@@ -137,8 +132,6 @@ def decode_event(body: str, services: Services) -> Any:
             event.name,
             redact(event.data, services.settings.redact_fields),
         )
-    # Masked in every line about this record from here on (see engine.logcontext).
-    remember(event.data, services.settings.redact_fields)
     return event
 
 

@@ -23,10 +23,10 @@ import logging
 import os
 import sys
 import traceback
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import IO, Any
 
-from engine.logcontext import REDACTED, Secrets, current_secrets, log_context
+from engine.logcontext import REDACTED, Secrets, carried_secrets, current_secrets, log_context
 
 __all__ = [
     "MAX_EXCEPTION_CHARS",
@@ -75,52 +75,81 @@ def _cut_middle(text: str, limit: int) -> str:
     return f"{text[:half]}\n… {len(text) - 2 * half:,} more characters …\n{text[-half:]}"
 
 
+class _Masks:
+    """The secrets to mask in one record: the current message's, and those carried by the
+    exceptions it reports (raised inside a scope that has ended since)."""
+
+    def __init__(self, secrets: list[Secrets]) -> None:
+        self.secrets = secrets
+
+    def scrub(self, text: str) -> str:
+        for secrets in self.secrets:
+            text = secrets.scrub(text)
+        return text
+
+
+def _masks(record: logging.LogRecord) -> _Masks | None:
+    found = []
+    current = current_secrets()
+    if current is not None:
+        found.append(current)
+    errors = [record.exc_info[1]] if record.exc_info else []
+    args = record.args
+    values = args.values() if isinstance(args, Mapping) else args or ()
+    errors += [value for value in values if isinstance(value, BaseException)]
+    for error in errors:
+        if error is not None:
+            found += [s for s in carried_secrets(error) if s and s not in found]
+    return _Masks(found) if found else None
+
+
 class Redact(logging.Filter):
     """Masks the current message's secrets in a record, and caps its length (see above).
 
     It changes the record itself, so the handlers that see it after this one (the root
     logger's, in Lambda) get the masked text too. Cheap when there is nothing to do: a
-    short message with no secrets known and no exception is left as it is.
+    short message with no arguments and no exception, in a message that brought in no
+    secrets, is left as it is.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        secrets = current_secrets()
         message = record.msg
         if (
-            secrets is None
-            and not record.args
+            not record.args
             and isinstance(message, str)
             and len(message) <= MAX_MESSAGE_CHARS
             and not record.exc_info
             and not record.stack_info
+            and current_secrets() is None
         ):
             return True
-        self._message(record, secrets)
+        masks = _masks(record)
+        self._message(record, masks)
         if record.exc_info:
-            self._exception(record, secrets)
+            self._exception(record, masks)
         if record.stack_info:
-            record.stack_info = _cut_middle(_scrub(record.stack_info, secrets), MAX_EXCEPTION_CHARS)
-        if secrets is not None:
-            self._extras(record, secrets)
+            record.stack_info = _cut_middle(_scrub(record.stack_info, masks), MAX_EXCEPTION_CHARS)
+        if masks is not None:
+            self._extras(record, masks)
         return True
 
     @staticmethod
-    def _message(record: logging.LogRecord, secrets: Secrets | None) -> None:
+    def _message(record: logging.LogRecord, masks: _Masks | None) -> None:
         try:
             text = record.getMessage()
         except Exception as error:
             text = f"{record.msg!s} (its arguments could not be formatted: {type(error).__name__})"
-        masked = _cut(_scrub(text, secrets), MAX_MESSAGE_CHARS)
+        masked = _cut(_scrub(text, masks), MAX_MESSAGE_CHARS)
         if record.args or masked != text:
             record.msg = masked
             record.args = None
 
     @staticmethod
-    def _exception(record: logging.LogRecord, secrets: Secrets | None) -> None:
+    def _exception(record: logging.LogRecord, masks: _Masks | None) -> None:
         assert record.exc_info
         kind = record.exc_info[0]
         text = record.exc_text or "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
-        text = _cut_middle(_scrub(text, secrets), MAX_EXCEPTION_CHARS)
+        text = _cut_middle(_scrub(text, masks), MAX_EXCEPTION_CHARS)
         # Formatters render exc_info afresh (powertools' JSON one even serialises the
         # exception object): give them only the masked text. The standard formatter
         # prints exc_text; powertools prints the `exception` and `exception_name` keys.
@@ -130,18 +159,18 @@ class Redact(logging.Filter):
         record.exception_name = kind.__name__ if kind is not None else "Exception"
 
     @staticmethod
-    def _extras(record: logging.LogRecord, secrets: Secrets) -> None:
+    def _extras(record: logging.LogRecord, masks: _Masks) -> None:
         for key, value in list(record.__dict__.items()):
             if key in _STANDARD_ATTRIBUTES or value is None or isinstance(value, int | float):
                 continue
             text = value if isinstance(value, str) else str(value)
-            masked = secrets.scrub(text)
+            masked = masks.scrub(text)
             if masked != text:
                 setattr(record, key, masked)
 
 
-def _scrub(text: str, secrets: Secrets | None) -> str:
-    return secrets.scrub(text) if secrets is not None else text
+def _scrub(text: str, masks: _Masks | None) -> str:
+    return masks.scrub(text) if masks is not None else text
 
 
 def quiet_expression_library() -> None:
