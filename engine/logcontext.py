@@ -116,6 +116,7 @@ _secrets: ContextVar[Secrets | None] = ContextVar("stepline_log_secrets", defaul
 
 
 _CARRIED = "_stepline_secrets"
+_NOTHING = Secrets()
 
 
 @contextmanager
@@ -130,6 +131,10 @@ def redacting(fields: Iterable[str] = ()) -> Iterator[Secrets]:
     if current is not None:
         current.add_fields(fields)
         yield current
+        return
+    if not fields:
+        # Nothing is redacted: no scope, and `remember` stays a context-variable lookup.
+        yield _NOTHING
         return
     scope = Secrets(fields)
     token = _secrets.set(scope)
