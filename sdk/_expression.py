@@ -327,6 +327,7 @@ def _runner_class() -> Any:
     global _RUNNER
     if _RUNNER is not None:
         return _RUNNER
+    import lark
     from celpy import InterpretedRunner
     from celpy.evaluation import Evaluator
 
@@ -339,10 +340,14 @@ def _runner_class() -> Any:
             # Comprehension bodies (exists, all, map, filter) evaluate here.
             return MeteredEvaluator(ast, self.activation, self.meter)
 
-        def _visit_tree(self, tree: Any) -> Any:
-            # lark's Interpreter visits every node through this method.
+        # Every node is visited either alone (`visit`) or as a child (`visit_children`).
+        def visit(self, tree: Any) -> Any:
             self.meter.spend(1)
-            return super()._visit_tree(tree)
+            return super().visit(tree)
+
+        def visit_children(self, tree: Any) -> Any:
+            self.meter.spend(sum(1 for child in tree.children if isinstance(child, lark.Tree)))
+            return super().visit_children(tree)
 
     class MeteredRunner(InterpretedRunner):
         def run(self, context: dict[str, Any], meter: _Meter) -> Any:
