@@ -15,8 +15,9 @@ Evaluation is bounded, so that one large event cannot hold a handler for long:
   expression visited and one per value of the event converted (each costs about 7 µs
   of cel-python on one core). An expression that needs more fails with
   `ExpressionBudgetError`, which callers treat as no match;
-- a `Budget` is shared by every expression evaluated on one event (`MAX_EVENT_STEPS`),
-  and converts each part of that event once however many expressions read it.
+- a `Budget` is shared by every expression evaluated on one event, or in one message
+  of the engine (`MAX_EVENT_STEPS`), and converts each part of an event once however
+  many expressions read it.
 
 An `ExpressionError` names the expression and a category of error ("no such field",
 "type mismatch", ...), never a value from the event: it is logged, and events carry
@@ -149,10 +150,6 @@ class Budget:
         # id(event) -> (event, {paths key: CEL value, or the error converting it gave})
         self._converted: dict[int, tuple[Event, dict[str, Any]]] = {}
 
-    @property
-    def spent(self) -> bool:
-        return self.left <= 0
-
     def _cached(self, event: Event) -> dict[str, Any]:
         entry = self._converted.get(id(event))
         if entry is None or entry[0] is not event:
@@ -280,7 +277,7 @@ def _to_cel(value: Any, meter: _Meter) -> Any:
         return celtypes.TimestampType(value)
     if isinstance(value, datetime.timedelta):
         return celtypes.DurationType(value)
-    raise ExpressionError("?", f"an event holds a {type(value).__name__}, which is not JSON")
+    raise TypeError(f"a {type(value).__name__} is not a JSON value")
 
 
 def _convert(value: Any, paths: Paths | None, meter: _Meter) -> Any:
@@ -392,6 +389,8 @@ class Expression:
             return found
         try:
             value = _convert(event_as_map(event), self._reads[name], meter)
+        except TypeError:
+            raise ExpressionError(self.source, "the event holds a value that is not JSON") from None
         except ExpressionBudgetError as error:
             # Too big to convert within one evaluation's budget: as much for the next one.
             cache[key] = ExpressionBudgetError(self.source, error.category)
@@ -421,8 +420,8 @@ class Expression:
             if limit <= 0:
                 raise ExpressionBudgetError(
                     self.source,
-                    f"not evaluated: the expressions evaluated on this event already took "
-                    f"its budget of {budget.steps:,} steps",
+                    f"not evaluated: the expressions before it took all {budget.steps:,} "
+                    "steps of the budget for this event",
                 )
             activation: dict[str, Any] = {}
             for name, value in (("event", event), ("async", incoming)):
@@ -444,7 +443,7 @@ class Expression:
         if isinstance(result, Exception):
             raise ExpressionError(self.source, _category(result))
         if not isinstance(result, celtypes.BoolType | bool):
-            kind = type(result).__name__.removesuffix("Type").lower() or "value"
+            kind = "null" if result is None else type(result).__name__.removesuffix("Type").lower()
             raise ExpressionError(self.source, f"gave a {kind}, not a boolean")
         return bool(result)
 

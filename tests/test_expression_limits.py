@@ -194,7 +194,7 @@ def test_the_event_budget_refuses_what_comes_after_it_is_spent():
         while True:
             expression.evaluate(event=event, incoming=incoming, budget=budget)
     assert budget.left <= 0
-    with pytest.raises(ExpressionBudgetError, match="already took"):
+    with pytest.raises(ExpressionBudgetError, match="took all"):
         Expression("true", what="test").evaluate(event=event, budget=budget)
 
 
