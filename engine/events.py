@@ -7,16 +7,31 @@ twice, and repairs a wake-up that a crash cut off.
 
 Cost per event does not depend on how many runs wait on other keys: waits and cancel
 rules are found by exact index key (event name, match path, value), never by scanning.
+The `if_` expressions evaluated on one event share one budget of evaluation steps
+(`engine.matching.expression_budget`), so an event that is costly to match holds its
+handler for under a second and fails alone, as no match.
+
+Each entry point also opens the redaction scope of its event (`engine.logcontext`): the
+values of its redacted fields never reach the log.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
+from typing import TypeVar
 
 from engine.ids import waiter_key
 from engine.lifecycle import Lifecycle
-from engine.logcontext import bind
-from engine.matching import cancel_matches, subscription_key_for, trigger_matches, wait_matches
+from engine.logcontext import bind, redacting, remember
+from engine.matching import (
+    cancel_matches,
+    expression_budget,
+    subscription_key_for,
+    trigger_matches,
+    wait_matches,
+)
 from engine.model import EventOutcome, SkippedWorkflow, StepRecord, StepStatus
 from engine.ports import Ports
 from engine.settings import EngineSettings
@@ -24,6 +39,23 @@ from sdk import App, Event
 from sdk._expression import MISSING, lookup
 
 log = logging.getLogger("stepline.events")
+
+R = TypeVar("R")
+
+
+def _handling_event(method: Callable[[EventRouter, Event], R]) -> Callable[[EventRouter, Event], R]:
+    """Runs an entry point in its event's redaction scope and expression budget."""
+
+    @functools.wraps(method)
+    def handle(router: EventRouter, event: Event) -> R:
+        with (
+            redacting(router.settings.redact_fields),
+            expression_budget(f"event {event.id} ({event.name})"),
+        ):
+            remember(event.data)
+            return method(router, event)
+
+    return handle
 
 
 class EventRouter:
@@ -39,10 +71,11 @@ class EventRouter:
         """Ids of the workflows this event starts (each at most once)."""
         matched: list[str] = []
         for workflow, trigger in self.app.triggered_by(event.name):
-            if workflow.id not in matched and trigger_matches(trigger, event):
+            if workflow.id not in matched and trigger_matches(trigger, event, workflow=workflow.id):
                 matched.append(workflow.id)
         return matched
 
+    @_handling_event
     def trigger(self, event: Event) -> list[str]:
         """Start one run per workflow whose trigger matches; returns the run ids.
 
@@ -107,6 +140,7 @@ class EventRouter:
             + (f" (its triggers: {known}{more})" if names else "")
         )
 
+    @_handling_event
     def resolve_waits(self, event: Event) -> int:
         """Resolve the waits this event satisfies; returns how many it resolved."""
         bind(event_id=event.id)
@@ -165,6 +199,7 @@ class EventRouter:
         self.lifecycle.wake(run_id, "event")
         return 1
 
+    @_handling_event
     def cancel_matching(self, event: Event) -> int:
         """Cancel the runs whose cancel_on rules this event satisfies; returns how many."""
         bind(event_id=event.id)

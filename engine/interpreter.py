@@ -49,7 +49,7 @@ from engine.ids import (
 )
 from engine.lease import LeaseKeeper
 from engine.lifecycle import Lifecycle
-from engine.logcontext import bind
+from engine.logcontext import bind, remember
 from engine.matching import wait_matches
 from engine.model import (
     MAX_RECORDED_FAILURES,
@@ -465,6 +465,8 @@ class Interpreter:
             failures=previous.failures if previous else (),
             failures_dropped=previous.failures_dropped if previous else 0,
         )
+        if self.settings.redact_fields:
+            remember(output)
         self.record(slot, record)
         return output
 
@@ -675,6 +677,7 @@ class Interpreter:
             if_=if_,
             since=since,
             exclude=exclude,
+            workflow_id=self.workflow.id,
         )
         try:
             self.ports.index.add_wait_path(event, match)
@@ -739,6 +742,7 @@ class Interpreter:
 
     def _settle_wait(self, slot: Slot, event: Event) -> None:
         assert slot.record is not None
+        remember(event.data)
         self.record(
             slot,
             slot.record.model_copy(

@@ -3,18 +3,34 @@
 Index keys already narrow candidates to equal match values; these checks add the `if_`
 expression, time windows and exclusions, and re-check the key so that a stale or
 colliding index entry can never resolve the wrong run.
+
+An expression that cannot be evaluated on an event (an error, or more steps than its
+budget allows: see sdk/_expression.py) counts as no match, with a warning that names the
+workflow, the expression and the kind of error, never the event's data. The expressions
+evaluated while one message is handled (an event matched against triggers, waits and
+cancel rules; a run's look-backs) share the budget `expression_budget` opens for it.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime
 
 from engine.ids import subscription_key, waiter_key
 from engine.model import CancelSubscription, WaitSpec
 from sdk import CancelOn, Event, Trigger
-from sdk._expression import MISSING, Expression, ExpressionError, lookup
+from sdk._expression import (
+    MISSING,
+    Budget,
+    Expression,
+    ExpressionBudgetError,
+    ExpressionError,
+    lookup,
+)
 
 log = logging.getLogger("stepline.matching")
 
@@ -24,26 +40,71 @@ def compiled(source: str) -> Expression:
     return Expression(source, what="expression")
 
 
-def _holds(expression: Expression, *, event: Event, incoming: Event | None, what: str) -> bool:
+_budget: ContextVar[Budget | None] = ContextVar("stepline_expression_budget", default=None)
+
+
+@contextmanager
+def expression_budget(what: str) -> Iterator[Budget]:
+    """One budget for the expressions evaluated inside (joins one already open).
+
+    At the end, if more than one was refused for want of steps, says how many (the
+    first is logged at WARNING as it happens, the others at DEBUG).
+    """
+    current = _budget.get()
+    if current is not None:
+        yield current
+        return
+    budget = Budget()
+    token = _budget.set(budget)
     try:
-        return expression.evaluate(event=event, incoming=incoming)
+        yield budget
+    finally:
+        _budget.reset(token)
+        if budget.refused > 1:
+            log.warning(
+                "%s: %d expressions were not evaluated within the budget of %s steps and "
+                "count as no match (the first is logged above, the others at DEBUG)",
+                what,
+                budget.refused,
+                f"{budget.steps:,}",
+            )
+
+
+def _holds(expression: Expression, *, event: Event, incoming: Event | None, what: str) -> bool:
+    budget = _budget.get()
+    try:
+        return expression.evaluate(event=event, incoming=incoming, budget=budget)
     except ExpressionError as error:
-        log.warning(
-            "%s: expression could not be evaluated on event %s (%s); treating it as no match: %s",
+        subject = incoming or event
+        level = logging.WARNING
+        if isinstance(error, ExpressionBudgetError) and budget is not None:
+            if budget.refused:
+                level = logging.DEBUG
+            budget.refused += 1
+        log.log(
+            level,
+            "%s: the expression %r could not be evaluated on event %s (%s): %s; "
+            "treating it as no match",
             what,
-            (incoming or event).id,
-            (incoming or event).name,
-            error,
+            expression.source,
+            subject.id,
+            subject.name,
+            error.category,
         )
         return False
 
 
-def trigger_matches(trigger: Trigger, event: Event) -> bool:
+def trigger_matches(trigger: Trigger, event: Event, *, workflow: str = "?") -> bool:
     if trigger.event != event.name:
         return False
     if trigger.if_ is None:
         return True
-    return _holds(trigger.if_, event=event, incoming=None, what=f"trigger {trigger.event!r}")
+    return _holds(
+        trigger.if_,
+        event=event,
+        incoming=None,
+        what=f"workflow {workflow!r}, trigger {trigger.event!r}",
+    )
 
 
 def wait_matches(spec: WaitSpec, incoming: Event, trigger: Event | None = None) -> bool:
@@ -62,7 +123,10 @@ def wait_matches(spec: WaitSpec, incoming: Event, trigger: Event | None = None) 
     if context is None:
         return False
     return _holds(
-        compiled(spec.if_), event=context, incoming=incoming, what=f"wait for {spec.event!r}"
+        compiled(spec.if_),
+        event=context,
+        incoming=incoming,
+        what=f"workflow {spec.workflow_id or '?'!r}, wait_for_event {spec.event!r}",
     )
 
 
@@ -93,4 +157,10 @@ def cancel_matches(
     context = subscription.trigger or trigger
     if context is None:
         return False
-    return _holds(rule.if_, event=context, incoming=incoming, what=f"cancel_on {rule.event!r}")
+    return _holds(
+        rule.if_,
+        event=context,
+        incoming=incoming,
+        what=f"workflow {subscription.workflow_id!r}, run {subscription.run_id}, "
+        f"cancel_on {rule.event!r}",
+    )

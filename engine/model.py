@@ -148,6 +148,8 @@ class WaitSpec(_Record):
     # Events received at or after `since` that earlier waits of this run on the same
     # event name (or the trigger) already used.
     exclude: tuple[str, ...] = ()
+    # The waiting run's workflow, named when its `if_` cannot be evaluated on an event.
+    workflow_id: str | None = None
 
 
 class InvokeSpec(_Record):

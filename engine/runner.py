@@ -50,7 +50,8 @@ from engine.interpreter import (
 )
 from engine.lease import LeaseKeeper
 from engine.lifecycle import Lifecycle
-from engine.logcontext import bind, log_context
+from engine.logcontext import bind, log_context, redacting, remember
+from engine.matching import expression_budget
 from engine.model import (
     Delivery,
     ErrorInfo,
@@ -106,7 +107,11 @@ class Runner:
     ) -> None:
         token = log_context.set({**log_context.get(), "run_id": message.run_id})
         try:
-            self._handle(message, delivery, remaining_time)
+            with (
+                redacting(self.settings.redact_fields),
+                expression_budget(f"run {message.run_id}"),
+            ):
+                self._handle(message, delivery, remaining_time)
         finally:
             log_context.reset(token)
 
@@ -125,6 +130,7 @@ class Runner:
             return
         run = loaded.run
         bind(function_id=run.workflow_id)
+        _remember_run(loaded, self.settings)
         now = self.ports.clock.now()
         admission = self._admit(run, message, delivery, now)
         if admission is Admission.DROP:
@@ -263,6 +269,7 @@ class Runner:
                 reloaded = self.ports.store.load(current.run_id)
                 if reloaded is None:
                     return
+                _remember_run(reloaded, self.settings)
                 loaded = reloaded
         # Giving up here must not ack the message: the run still holds this delivery's
         # lease, and the pokes that kept changing it were dropped because of that lease.
@@ -379,3 +386,13 @@ class Runner:
             workflow = self.app.get(run.workflow_id)
             if run.status is RunStatus.FAILED and workflow is not None:
                 self.lifecycle.start_failure_handler(workflow, run, loaded.event)
+
+
+def _remember_run(loaded: LoadedRun, settings: EngineSettings) -> None:
+    """Note the redacted values a run brings in: its trigger and recorded outputs."""
+    if not settings.redact_fields:
+        return
+    remember(loaded.event.data)
+    for step in loaded.steps.values():
+        if step.output is not None:
+            remember(step.output)

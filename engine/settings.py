@@ -30,3 +30,6 @@ class EngineSettings:
     max_parallel_threads: int = 16
     # How often one invocation may re-replay after a concurrent change to its run.
     max_reloads: int = 8
+    # Fields of event data and step outputs whose values are masked in every log line
+    # (STEPLINE_REDACT_FIELDS; see engine/logcontext.py).
+    redact_fields: tuple[str, ...] = ()

@@ -308,8 +308,13 @@ def _wait_for_stop() -> None:
 def _configure_console_logging(verbose: bool) -> None:
     import logging
 
+    from infra.logs import Redact, quiet_expression_library
+
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S"))
+    # Masks the values of STEPLINE_REDACT_FIELDS and caps long lines, as in Lambda.
+    handler.addFilter(Redact())
+    quiet_expression_library()
     logger = logging.getLogger("stepline")
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG if verbose else logging.INFO)

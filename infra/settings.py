@@ -120,6 +120,7 @@ class Settings(BaseModel):
             suspend_margin=self.suspend_margin,
             lease_duration=self.lease,
             lookback=self.lookback,
+            redact_fields=self.redact_fields,
         )
 
 

@@ -10,8 +10,8 @@ from datetime import timedelta
 import pytest
 
 from infra.local import LocalRuntime
-from infra.logs import configure_lambda_logging, redact
-from sdk import App, Context, Event, Retry
+from infra.logs import MAX_EXCEPTION_CHARS, MAX_MESSAGE_CHARS, configure_lambda_logging, redact
+from sdk import App, Context, Event, Retry, Trigger
 from tests.conftest import START
 
 
@@ -69,3 +69,185 @@ def test_redact_masks_named_fields_at_any_depth():
         "user": {"email": "***", "name": "Ann"},
         "items": [{"card": "***"}],
     }
+
+
+# -- redaction: no log line carries a redacted field's value ---------------------------
+
+CARD = "4111111111111111"
+
+
+def _lines(stream: io.StringIO) -> list[dict]:
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def test_an_expression_that_fails_on_an_event_is_logged_without_its_operands(json_log):
+    app = App("t")
+    app.workflow("card-check", trigger=Trigger("pay", if_="int(event.data.card) > 0"))(
+        lambda ctx: None
+    )
+    with LocalRuntime(app, start=START) as rt:
+        assert rt.send(Event(name="pay", data={"card": "4111-1111-1111-1111"}, id="e-1")) == []
+    [line] = [
+        line
+        for line in _lines(json_log)
+        if "could not be evaluated" in line["message"] and line.get("queue") == "trigger"
+    ]
+    assert line["level"] == "WARNING"
+    assert "'card-check'" in line["message"] and "int(event.data.card) > 0" in line["message"]
+    assert "e-1" in line["message"] and "no match" in line["message"]
+    # Not the operand, redacted or not.
+    assert "4111" not in json_log.getvalue()
+
+
+def test_a_failing_step_logs_neither_redacted_values_nor_its_whole_message(json_log):
+    app = App("t")
+
+    def charge(card: str) -> None:
+        raise ValueError(f"card {card} was declined: " + "x" * 120_000)
+
+    @app.workflow("pay", trigger="pay", retries=Retry(max_attempts=2, initial_delay="1s"))
+    def flow(ctx: Context) -> None:
+        ctx.logger.info("charging card %s for %s", ctx.event.data["card"], ctx.event.data["who"])
+        ctx.step.run("charge", charge, ctx.event.data["card"])
+
+    with LocalRuntime(app, start=START, settings={"redact_fields": ("card",)}) as rt:
+        [run_id] = rt.send(Event(name="pay", data={"card": CARD, "who": "ann"}))
+        rt.advance(timedelta(seconds=5))
+        assert rt.run(run_id).status == "FAILED"
+        # The run's own record keeps the error as it was (only the log is masked).
+        assert CARD in rt.run(run_id).error.message
+
+    text = json_log.getvalue()
+    assert CARD not in text
+    lines = _lines(json_log)
+    assert any("charging card *** for ann" in line["message"] for line in lines)
+    [retry] = [line for line in lines if "attempt 1 failed" in line["message"]]
+    assert "card *** was declined" in retry["message"]
+    assert retry["message"].endswith("more characters")
+    [failed] = [
+        line for line in lines if "failed:" in line["message"] and "run " in line["message"]
+    ]
+    assert "card *** was declined" in failed["message"]
+    for line in lines:
+        assert len(line["message"]) <= MAX_MESSAGE_CHARS + 40
+
+
+def test_an_unexpected_error_is_logged_masked_and_capped_with_its_traceback(json_log):
+    """A handler's log.exception line: the exception text and its chained causes."""
+    app = App("t")
+
+    def charge(card: str) -> None:
+        raise ValueError(f"card {card} was declined: " + "x" * 120_000)
+
+    @app.workflow("pay", trigger="pay", retries=Retry(max_attempts=1))
+    def flow(ctx: Context) -> None:
+        ctx.step.run("charge", charge, ctx.event.data["card"])
+
+    class BrokenStore:
+        """Writing the failed run raises an error that quotes what it was given."""
+
+        def __init__(self, inner):
+            self._inner = inner
+
+        def write_run(self, run, **kwargs):
+            if run.status.value == "FAILED":
+                raise RuntimeError(f"could not store run {run.run_id}: {run.error.message}")
+            return self._inner.write_run(run, **kwargs)
+
+        def __getattr__(self, name):
+            return getattr(self._inner, name)
+
+    def broken(ports):
+        from dataclasses import replace
+
+        return replace(ports, store=BrokenStore(ports.store))
+
+    with LocalRuntime(
+        app, start=START, settings={"redact_fields": ("card",)}, ports_hook=broken
+    ) as rt:
+        rt.send(Event(name="pay", data={"card": CARD}))
+
+    assert CARD not in json_log.getvalue()
+    errors = [line for line in _lines(json_log) if line["level"] == "ERROR"]
+    assert errors
+    for line in errors:
+        assert "Traceback" in line["exception"]
+        assert "could not store run" in line["exception"]
+        assert "card *** was declined" in line["exception"]
+        assert "more characters" in line["exception"]
+        assert len(line["exception"]) <= MAX_EXCEPTION_CHARS + 60
+        assert line["exception_name"] == "RuntimeError"
+
+
+def test_redacted_values_are_masked_wherever_they_came_from(json_log):
+    """Numbers and nested values, step outputs (now and when replayed), waited-for events."""
+    app = App("t")
+
+    @app.workflow("onboard", trigger="signup")
+    def flow(ctx: Context) -> None:
+        account = ctx.step.run("open-account", lambda: {"iban": "DE89370400440532013000"})
+        ctx.logger.info("opened %s", account)
+        ctx.step.sleep("later", "1m")
+        got = ctx.step.wait_for_event("kyc", event="kyc", match="data.user", timeout="1h")
+        assert got is not None
+        ctx.step.run("finish", lambda: None)
+        # A later invocation: the account comes from the recorded history.
+        ctx.logger.info("replayed: %s", account["iban"])
+        ctx.logger.info(
+            "kyc: %r; pin %s; card %s", got.data, ctx.event.data["pin"], ctx.event.data["card"]
+        )
+
+    settings = {"redact_fields": ("iban", "passport", "card", "pin")}
+    with LocalRuntime(app, start=START, settings=settings) as rt:
+        [run_id] = rt.send(
+            Event(
+                name="signup",
+                data={
+                    "user": "u1",
+                    "pin": "7",
+                    "card": {"number": 4111111111111111, "cvv": "1234"},
+                },
+            )
+        )
+        rt.advance(timedelta(minutes=2))
+        rt.send(
+            Event(name="kyc", data={"user": "u1", "passport": {"no": "X1234567", "seen": True}})
+        )
+        assert rt.run(run_id).status == "COMPLETED"
+
+    text = json_log.getvalue()
+    for secret in ("DE89370400440532013000", "4111111111111111", "1234", "X1234567"):
+        assert secret not in text
+    messages = [line["message"] for line in _lines(json_log)]
+    assert any(message == "opened {'iban': '***'}" for message in messages)
+    assert "replayed: ***" in messages
+    [kyc] = [message for message in messages if message.startswith("kyc:")]
+    # A value shorter than four characters ("7") is left alone: it would mask every 7.
+    assert kyc == (
+        "kyc: {'user': 'u1', 'passport': {'no': '***', 'seen': True}}; pin 7; "
+        "card {'number': ***, 'cvv': '***'}"
+    )
+
+
+def test_the_console_log_of_dev_and_worker_is_masked_too(capsys):
+    from engine.logcontext import redacting, remember
+    from infra.cli import _configure_console_logging
+
+    logger = logging.getLogger("stepline")
+    before = list(logger.handlers)
+    _configure_console_logging(verbose=False)
+    try:
+        with redacting(("card",)):
+            remember({"card": CARD})
+            try:
+                raise ValueError(f"declined {CARD}")
+            except ValueError:
+                logging.getLogger("stepline.worker").exception("card %s failed", CARD)
+    finally:
+        for handler in logger.handlers:
+            if handler not in before:
+                logger.removeHandler(handler)
+        logger.setLevel(logging.NOTSET)
+    err = capsys.readouterr().err
+    assert "card *** failed" in err and "ValueError: declined ***" in err
+    assert CARD not in err
