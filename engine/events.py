@@ -178,6 +178,8 @@ class EventRouter:
         if spec.if_ is not None and spec.trigger is None:
             # `if_` may read the trigger (`event.*`), stored once as the run's EVENT item.
             trigger = self.ports.store.get_event(run_id)
+            if trigger is not None:
+                remember(trigger.data)
         if not wait_matches(spec, event, trigger):
             return 0
         now = self.ports.clock.now()
@@ -222,6 +224,7 @@ class EventRouter:
                         trigger = self.ports.store.get_event(subscription.run_id)
                         if trigger is None:
                             raise KeyError(subscription.run_id)
+                        remember(trigger.data)
                     if not cancel_matches(subscription, rule, trigger, event, now):
                         continue
                     done = self.lifecycle.cancel(

@@ -209,6 +209,7 @@ class Interpreter:
         # While the code re-runs what earlier invocations already ran: from the start (if
         # anything was recorded) until it reaches a step that is not simply replayed.
         self.replaying = bool(self.history)
+        self._resume_points = frozenset(loaded.run.suspended_at)
         self._lock = threading.RLock()
         self.logger = _ReplayAwareLogger(logging.getLogger("stepline.workflow"), self)
 
@@ -279,6 +280,10 @@ class Interpreter:
             self._non_deterministic(key, f"step {record.id!r} ({record.kind})", step_id, kind)
         if record is None and is_group:
             self._non_deterministic(key, "a parallel group", step_id, kind)
+        if key in self._resume_points:
+            # The previous invocation stopped here: whatever the code does next, it does
+            # for the first time (after an elapsed sleep, a resolved wait, a child's end).
+            self.replaying = False
         if record is None or not (record.settled or record.elapsed(self.clock.now())):
             self.replaying = False
             if self.keeper is not None:

@@ -279,6 +279,8 @@ class RunRecord(_Record):
     # The wake-up the latest suspension armed. An event or a child's result can end the
     # suspension first (and a poke overwrites `wake_at`); the next transition disarms it.
     armed_at: datetime | None = None
+    # The step positions the latest invocation suspended at (empty unless suspended).
+    suspended_at: tuple[str, ...] = ()
     # When the latest invocation claimed the run. A sleep whose wake time is later was
     # never passed: a run cancelled before its timer was handled did not sleep through it.
     invoked_at: datetime | None = None

@@ -335,6 +335,11 @@ class Runner:
         # the one the run needs; otherwise it is disarmed (below) instead of firing for
         # nothing (a wait resolved by its event before its timeout, say).
         update["armed_at"] = update["wake_at"]
+        # Where this invocation stopped: the next one replays up to there, and what the
+        # code does after it is new (its log lines are written then, see Interpreter).
+        update["suspended_at"] = (
+            tuple(p.step_key for p in outcome.pending) if isinstance(outcome, Suspended) else ()
+        )
         new = run.model_copy(update=update)
         try:
             self.ports.store.write_run(new, expected_version=run.version)

@@ -251,3 +251,30 @@ def test_the_console_log_of_dev_and_worker_is_masked_too(capsys):
     err = capsys.readouterr().err
     assert "card *** failed" in err and "ValueError: declined ***" in err
     assert CARD not in err
+
+
+def test_the_workflow_logger_writes_each_line_once_even_right_after_a_resume(caplog):
+    # GIVEN a workflow that logs right after a sleep, right after a wait and at its end
+    app = App("t")
+
+    @app.workflow("chatty", trigger="go")
+    def flow(ctx: Context) -> str:
+        ctx.logger.info("before anything")
+        ctx.step.run("a", lambda: "a")
+        ctx.step.sleep("nap", "1h")
+        ctx.logger.info("after the nap")
+        ctx.step.wait_for_event("ok", event="approved", timeout="1d")
+        ctx.logger.info("after the approval")
+        ctx.step.run("b", lambda: "b")
+        ctx.logger.info("at the end")
+        return "done"
+
+    with caplog.at_level("INFO", logger="stepline.workflow"), LocalRuntime(app, start=START) as rt:
+        [run_id] = rt.send(Event(name="go"))
+        rt.advance(timedelta(hours=2))
+        rt.send(Event(name="approved"))
+        assert rt.run(run_id).status == "COMPLETED"
+    lines = [r.getMessage() for r in caplog.records if r.name == "stepline.workflow"]
+    # THEN every line was written exactly once over the run's three invocations
+    for text in ("before anything", "after the nap", "after the approval", "at the end"):
+        assert lines.count(text) == 1, (text, lines)
