@@ -28,6 +28,7 @@ information is never lost. If the run was cancelled meanwhile it stops.
 
 from __future__ import annotations
 
+import collections
 import itertools
 import logging
 import math
@@ -95,8 +96,9 @@ class Runner:
         # Names this engine instance in the leases it takes. infra passes a random token
         # (a Lambda's pid is the same in every container); tests get a distinct default.
         self.holder = holder or f"{os.getpid()}-{next(_runners)}"
-        # Claims this instance is advancing right now, as (run id, message id).
-        self._live: set[tuple[str, str]] = set()
+        # Claims this instance is advancing right now: (run id, message id, receive count),
+        # counted (two threads handed the very same delivery must not unregister each other).
+        self._live: collections.Counter[tuple[str, str, int]] = collections.Counter()
         self._live_lock = threading.Lock()
 
     def handle(
@@ -183,21 +185,25 @@ class Runner:
                 "invoked_at": now,
             }
         )
-        try:
-            self.ports.store.write_run(claimed, expected_version=run.version)
-        except RunConflict:
-            log.debug("run %s changed before it could be claimed; leaving it", run.run_id)
-            return
-        loaded.run = claimed
-        claim = (run.run_id, delivery.message_id)
+        # Registered as live before the claim is written: a delivery in this process that
+        # sees the claim must never take the holder for gone in between.
+        claim = (run.run_id, delivery.message_id, delivery.receive_count)
         with self._live_lock:
-            self._live.add(claim)
+            self._live[claim] += 1
         try:
+            try:
+                self.ports.store.write_run(claimed, expected_version=run.version)
+            except RunConflict:
+                log.debug("run %s changed before it could be claimed; leaving it", run.run_id)
+                return
+            loaded.run = claimed
             with LeaseKeeper(self.ports.store, self.ports.clock, claimed, self.settings) as keeper:
                 self._advance(loaded, delivery, remaining_time, keeper)
         finally:
             with self._live_lock:
-                self._live.discard(claim)
+                self._live[claim] -= 1
+                if not self._live[claim]:
+                    del self._live[claim]
 
     def _admit(
         self, run: RunRecord, message: WorkMessage, delivery: Delivery, now: datetime
@@ -213,7 +219,11 @@ class Runner:
                 return Admission.RUN
             if lease.holder == self.holder:
                 with self._live_lock:
-                    holder_alive = (run.run_id, lease.message_id) in self._live
+                    holder_alive = (
+                        run.run_id,
+                        lease.message_id,
+                        lease.receive_count,
+                    ) in self._live
                 if not holder_alive:
                     # The holder ran in this process and is gone (it crashed, or a
                     # BaseException ended it): nobody else will finish its work.
