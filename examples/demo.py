@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 from examples import app, services
 from infra.local import LocalRuntime
-from infra.render import console, timeline
+from infra.local.render import console, timeline
 from sdk import Event
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

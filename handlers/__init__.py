@@ -1,3 +1,8 @@
-"""Thin Lambda entry points, one per SQS queue: `engine` (work queue), `trigger`,
-`waits` and `cancel` (event queues). Each parses its records, calls the engine and
-returns a partial batch response."""
+"""Lambda entry points, one per SQS queue: `engine` (work queue), `trigger`, `waits` and
+`cancel` (event queues). template.yaml names them (`Handler: handlers.engine.handler`).
+
+Each module only names its function's body, which lives in infra/lambda_functions.py
+(the batch loop in infra/lambda_batch.py). Nothing in the project imports this package:
+the local Lambda service (infra/local/) calls those functions itself, and
+tests/test_layers.py checks that no module does.
+"""

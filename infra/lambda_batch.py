@@ -1,9 +1,13 @@
-"""What every handler shares: services built once per cold start, and SQS batch plumbing.
+"""Lambda's side of an SQS queue: services built once per cold start, and the batch loop.
 
-Each handler is a thin function: parse the record, call the engine, let the batch
-processor turn exceptions into `batchItemFailures`. A record that fails goes back to its
-queue and, after the queue's maxReceiveCount, to its dead-letter queue; the records
-behind it in the batch carry on.
+Every Lambda function of Stepline (infra/lambda_functions.py) is one call of
+`process_batch`: parse each record, call the engine, and let the loop turn exceptions
+into `batchItemFailures`. A record that fails goes back to its queue and, after the
+queue's maxReceiveCount, to its dead-letter queue; the records behind it in the batch
+carry on.
+
+This module sits above the adapters and `infra/wiring.py`, and below `handlers/` (the
+entry points Lambda names) and `infra/local/` (which plays the Lambda service).
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import logging
 import sys
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from engine.logcontext import log_context
 from engine.model import EPOCH
@@ -22,10 +26,29 @@ from infra.logs import configure_lambda_logging, redact
 from infra.settings import Settings
 from infra.visibility import VisibilityHeartbeat
 from infra.wiring import Services, build_services, load_app
+from sdk import Event
 
 log = logging.getLogger("stepline.handlers")
 
 _services: Services | None = None
+
+
+class LambdaContext(Protocol):
+    """The part of Lambda's context object Stepline reads: the invocation's time budget."""
+
+    def get_remaining_time_in_millis(self) -> int: ...
+
+
+class LambdaFunction(Protocol):
+    """A Stepline Lambda function: Lambda calls it with (event, context); tests and the
+    local Lambda service (infra/local/) pass their own `services`."""
+
+    def __call__(
+        self,
+        event: dict[str, Any],
+        context: LambdaContext | None,
+        services: Services | None = None,
+    ) -> dict[str, Any]: ...
 
 
 def default_services() -> Services:
@@ -84,9 +107,8 @@ def receive_count(record: SQSRecord) -> int:
 
 def process_batch(
     event: dict[str, Any],
-    context: Any,
     queue: str,
-    handle: Callable[[SQSRecord], None],
+    handle: Callable[[SQSRecord], object],
     services: Services,
 ) -> dict[str, Any]:
     """Run `handle` on each record; failed records are reported, not raised.
@@ -193,7 +215,7 @@ def _heartbeat(records: list[Any], services: Services) -> VisibilityHeartbeat:
     )
 
 
-def decode_event(record: SQSRecord, services: Services) -> Any:
+def decode_event(record: SQSRecord, services: Services) -> Event:
     """The Event in an event-queue record; its data is logged only at DEBUG, redacted.
 
     Its time is when SQS received it, or, for a record that does not say, now.
@@ -209,8 +231,9 @@ def decode_event(record: SQSRecord, services: Services) -> Any:
     return event
 
 
-def remaining_seconds(context: Any) -> Callable[[], float]:
+def remaining_seconds(context: LambdaContext | None) -> Callable[[], float]:
     """The invocation's remaining time, from the Lambda context (or unlimited without one)."""
-    if context is None or not hasattr(context, "get_remaining_time_in_millis"):
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if remaining is None:
         return lambda: float("inf")
-    return lambda: context.get_remaining_time_in_millis() / 1000
+    return lambda: float(remaining()) / 1000

@@ -92,7 +92,7 @@ def cli_env(test_dir: Path) -> dict[str, str]:
 def stepline(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
     def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
-            [sys.executable, "-m", "infra.cli", *args],
+            [sys.executable, "-m", "infra.local.cli", *args],
             cwd=ROOT,
             env=cli_env(tmp_path),
             capture_output=True,
@@ -112,7 +112,7 @@ def stepline(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
 def dev_server(tmp_path: Path) -> Iterator[tuple[str, Process]]:
     port = free_port()
     process = Process(
-        [sys.executable, "-m", "infra.cli", "dev", "--app", APP, "--port", str(port)],
+        [sys.executable, "-m", "infra.local.cli", "dev", "--app", APP, "--port", str(port)],
         cli_env(tmp_path),
     )
     process.wait_for("Press Ctrl-C to stop")
@@ -153,7 +153,7 @@ def start_worker(
         [
             sys.executable,
             "-m",
-            "infra.cli",
+            "infra.local.cli",
             "worker",
             "--app",
             app,

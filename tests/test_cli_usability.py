@@ -44,7 +44,7 @@ def endpoint(test_dir: Path) -> Iterator[str]:
     """One `stepline dev` for the module (each test sends its own events)."""
     port = free_port()
     server = Process(
-        [sys.executable, "-m", "infra.cli", "dev", "--app", APP, "--port", str(port)],
+        [sys.executable, "-m", "infra.local.cli", "dev", "--app", APP, "--port", str(port)],
         cli_env(test_dir),
     )
     try:
@@ -58,7 +58,7 @@ def endpoint(test_dir: Path) -> Iterator[str]:
 def _runner(test_dir: Path) -> Runner:
     def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
-            [sys.executable, "-m", "infra.cli", *args],
+            [sys.executable, "-m", "infra.local.cli", *args],
             cwd=ROOT,
             env=_plain_env(test_dir),
             capture_output=True,
@@ -92,7 +92,7 @@ def in_terminal(test_dir: Path, columns: int, *args: str) -> str:
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
     env = {**_plain_env(test_dir), "TERM": "xterm-256color"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "infra.cli", *args],
+        [sys.executable, "-m", "infra.local.cli", *args],
         cwd=ROOT,
         env=env,
         stdin=follower,
@@ -199,7 +199,7 @@ def test_columns_narrower_than_an_id_give_blocks_with_the_id_whole(endpoint, tes
     env = {**_plain_env(test_dir), "COLUMNS": "50"}
     for command in (["runs", "list", "--workflow", LONG_WORKFLOW], ["runs", "show", long_run]):
         output = subprocess.run(
-            [sys.executable, "-m", "infra.cli", *command, *at],
+            [sys.executable, "-m", "infra.local.cli", *command, *at],
             cwd=ROOT,
             env=env,
             capture_output=True,
@@ -274,7 +274,7 @@ def test_status_is_accepted_in_any_case(stepline, endpoint, long_run):
 
 def test_version():
     result = subprocess.run(
-        [sys.executable, "-m", "infra.cli", "--version"],
+        [sys.executable, "-m", "infra.local.cli", "--version"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -378,7 +378,15 @@ def test_send_says_when_no_worker_processed_the_event(tmp_path):
         settings = Settings(region="us-east-1", endpoint_url=endpoint)
         create_resources(Clients(settings, session), "stepline")
         env = cli_env(tmp_path)
-        command = [sys.executable, "-m", "infra.cli", "send", "test/quick", "--endpoint", endpoint]
+        command = [
+            sys.executable,
+            "-m",
+            "infra.local.cli",
+            "send",
+            "test/quick",
+            "--endpoint",
+            endpoint,
+        ]
 
         waited = subprocess.run(
             [*command, "--timeout", "1"], cwd=ROOT, env=env, capture_output=True, text=True

@@ -33,8 +33,8 @@ from samtranslator.translator.transform import transform
 
 from engine.clock import ManualClock
 from engine.ids import run_id_for
-from infra.delivery import lambda_sqs_event
 from infra.dynamo import DynamoStore
+from infra.local.lambda_service import lambda_sqs_event
 from infra.resources import TTL_ATTRIBUTE
 from infra.settings import Settings
 from infra.wiring import Services, build_services, load_app

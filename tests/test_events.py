@@ -10,6 +10,7 @@ import pytest
 
 from examples import app as shop
 from examples import services
+from infra.lambda_functions import handle_cancel, handle_trigger, handle_work
 from infra.local import LocalRuntime
 from sdk import App, CancelOn, Context, Event, Trigger
 from tests.conftest import START
@@ -272,12 +273,10 @@ def test_a_cancel_event_that_beats_the_run_start_still_cancels_it():
                 ]
             )
         # Handle the cancel queue first, then the trigger, then the engine.
-        from handlers import cancel, engine, trigger
-
         for role, handler in (
-            ("cancel", cancel.handler),
-            ("trigger", trigger.handler),
-            ("work", engine.handler),
+            ("cancel", handle_cancel),
+            ("trigger", handle_trigger),
+            ("work", handle_work),
         ):
             rt._deliver_batch(role, handler)
         rt.drain()

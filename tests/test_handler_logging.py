@@ -231,11 +231,11 @@ def test_redacted_values_are_masked_wherever_they_came_from(json_log):
 
 def test_the_console_log_of_dev_and_worker_is_masked_too(capsys):
     from engine.logcontext import redacting, remember
-    from infra.cli import _configure_console_logging
+    from infra.local.cli.common import configure_console_logging
 
     logger = logging.getLogger("stepline")
     before = list(logger.handlers)
-    _configure_console_logging(verbose=False)
+    configure_console_logging(verbose=False)
     try:
         with redacting(("card",)):
             remember({"card": CARD})

@@ -29,10 +29,10 @@ from engine.ports import (
     TransientError,
     UnreachableError,
 )
-from infra.cli import Exit, errors
 from infra.dynamo import DynamoStore
 from infra.eventbridge import EventBridgeBus
 from infra.local import LocalRuntime
+from infra.local.cli.common import Exit, errors
 from infra.sqs import SqsWorkQueue
 from infra.timers import SqsSchedulerTimers
 from sdk import App, Context, Event

@@ -12,7 +12,7 @@ from rich.console import Console
 
 from engine.model import AttemptFailure, ErrorInfo
 from engine.views import RunningStep, RunView, StepView
-from infra import render
+from infra.local import render
 from tests.conftest import START
 
 WORKFLOW = "order-fulfilment-for-the-european-warehouses"

@@ -91,7 +91,7 @@ def test_a_cancel_stops_a_run_before_its_next_step(tmp_path):
                 [
                     sys.executable,
                     "-m",
-                    "infra.cli",
+                    "infra.local.cli",
                     "runs",
                     "cancel",
                     run.run_id,

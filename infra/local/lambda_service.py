@@ -1,38 +1,27 @@
-"""Playing the Lambda service: SQS batches to handlers, and due schedules to the queue.
+"""Playing the Lambda service: SQS batches to the functions, and due schedules to the queue.
 
-On AWS, an SQS event source mapping receives batches, invokes the handler with them and
+On AWS, an SQS event source mapping receives batches, invokes the function with them and
 deletes what it reports as processed; EventBridge Scheduler sends a due schedule's input
 to its target. Locally nothing does that, so `LocalRuntime`, `stepline dev` and
-`stepline worker` do it with these functions. This module imports the handlers, the one
-place infra/ depends on the layer above it: it stands in for the Lambda service.
+`stepline worker` do it with these functions. The functions invoked are those Lambda
+runs (infra/lambda_functions.py, `BY_QUEUE`), with a Lambda-shaped event and context.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from infra.lambda_batch import LambdaFunction
+
 log = logging.getLogger("stepline.worker")
 
-Handler = Callable[..., dict[str, Any]]
 _SCHEDULE_AT = "%Y-%m-%dT%H:%M:%S"
 REGION = "us-east-1"
-
-
-def handlers() -> dict[str, Handler]:
-    """The handler of each queue role (imported late: handlers import infra)."""
-    from handlers import cancel, engine, trigger, waits
-
-    return {
-        "trigger": trigger.handler,
-        "waits": waits.handler,
-        "cancel": cancel.handler,
-        "work": engine.handler,
-    }
 
 
 @dataclass
@@ -86,7 +75,7 @@ def deliver_batch(
     queue_url: str,
     queue_arn: str,
     role: str,
-    handler: Handler,
+    handler: LambdaFunction,
     services: Any,
     lambda_timeout: timedelta,
     visibility_timeout: int,

@@ -21,8 +21,8 @@ as Scheduler would.
 
 A message a handler fails goes back on its queue at once (rather than after the
 visibility timeout), so redelivery and the dead-letter queue behave as on AWS, only
-sooner. This module imports the handlers, which is the one place infra/ depends on the
-layer above it: it plays the part of the Lambda service.
+sooner. The handlers are the Lambda functions' bodies (infra/lambda_functions.py), which
+infra/local/lambda_service.py hands each batch as the Lambda service would.
 """
 
 from __future__ import annotations
@@ -40,14 +40,16 @@ from engine.ids import run_id_for
 from engine.model import RunStatus
 from engine.ports import Ports, Timers
 from engine.views import RunView, StepView, history_of
-from infra import delivery
 from infra.eventbridge import EventBridgeBus
+from infra.lambda_batch import LambdaFunction
+from infra.lambda_functions import BY_QUEUE
+from infra.local import lambda_service
 from infra.resources import create_resources
 from infra.settings import DEFAULT_EVENT_BUS, Settings
 from infra.wiring import Clients, build_services
 from sdk import App, Event
 
-REGION = delivery.REGION
+REGION = lambda_service.REGION
 
 
 class LocalRuntimeError(RuntimeError):
@@ -307,11 +309,10 @@ class LocalRuntime:
     def drain(self) -> int:
         """Deliver queued messages to the handlers and fire due schedules until idle."""
         self._require()
-        handlers = delivery.handlers()
         batches = 0
         while True:
             progressed = False
-            for role, handler in handlers.items():
+            for role, handler in BY_QUEUE.items():
                 while self._deliver_batch(role, handler):
                     progressed = True
                     batches += 1
@@ -325,9 +326,9 @@ class LocalRuntime:
             if not progressed:
                 return batches
 
-    def _deliver_batch(self, role: str, handler: delivery.Handler) -> bool:
+    def _deliver_batch(self, role: str, handler: LambdaFunction) -> bool:
         url = self.queue_urls[role]
-        result = delivery.deliver_batch(
+        result = lambda_service.deliver_batch(
             self.clients.sqs,
             queue_url=url,
             queue_arn=self._arn_of[url],
@@ -342,14 +343,14 @@ class LocalRuntime:
         self.crashed_batches += int(result.crashed)
         self.invocation_seconds[role].extend(result.seconds)
         if result.failed:
-            delivery.retry_now(self.clients.sqs, url, result.failed)
+            lambda_service.retry_now(self.clients.sqs, url, result.failed)
             # moto makes a message visible only once the clock passes its visibility
             # time, and ours is frozen: let a millisecond pass, as it would on AWS.
             self._set_time(self.clock.now() + timedelta(milliseconds=1))
         return result.received > 0
 
     def _fire_due_schedules(self) -> bool:
-        fired = delivery.fire_due_schedules(
+        fired = lambda_service.fire_due_schedules(
             self.clients.scheduler,
             self.clients.sqs,
             group=self.settings.schedule_group,

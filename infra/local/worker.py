@@ -15,7 +15,9 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from infra import delivery
+from infra.lambda_batch import LambdaFunction
+from infra.lambda_functions import BY_QUEUE
+from infra.local import lambda_service
 from infra.wiring import Services
 
 log = logging.getLogger("stepline.worker")
@@ -69,11 +71,10 @@ class Worker:
     def start(self) -> None:
         for role, url in self.queues.urls.items():
             self.services.queue_urls.add(self.queues.arns[role], url)
-        handlers = delivery.handlers()
         for role in self.queues.urls:
             thread = threading.Thread(
                 target=self._serve,
-                args=(role, handlers[role]),
+                args=(role, BY_QUEUE[role]),
                 name=f"stepline-{role}",
                 daemon=True,
             )
@@ -90,11 +91,11 @@ class Worker:
         for thread in self._threads:
             thread.join(timeout)
 
-    def _serve(self, role: str, handler: delivery.Handler) -> None:
+    def _serve(self, role: str, handler: LambdaFunction) -> None:
         sqs = self.services.clients.sqs
         while not self.stop_event.is_set():
             try:
-                result = delivery.deliver_batch(
+                result = lambda_service.deliver_batch(
                     sqs,
                     queue_url=self.queues.urls[role],
                     queue_arn=self.queues.arns[role],
@@ -119,7 +120,7 @@ class Worker:
         url_of = {self.queues.arns[role]: url for role, url in self.queues.urls.items()}
         while not self.stop_event.wait(1):
             try:
-                delivery.fire_due_schedules(
+                lambda_service.fire_due_schedules(
                     self.services.clients.scheduler,
                     self.services.clients.sqs,
                     group=settings.schedule_group,

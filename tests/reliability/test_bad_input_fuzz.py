@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from examples import app as shop
-from infra import delivery
-from infra.local import LocalRuntime
+from infra.lambda_functions import BY_QUEUE
+from infra.local import LocalRuntime, lambda_service
 from infra.resources import MAX_RECEIVE_COUNT
 from sdk import Event
 from tests.conftest import START
@@ -104,7 +104,7 @@ def records(bodies: list[str]) -> list[dict]:
 
 @pytest.mark.parametrize("role", ["trigger", "waits", "cancel", "work"])
 def test_fuzzed_records_never_crash_a_batch_and_never_block_the_good_one(runtime, role, caplog):
-    handler = delivery.handlers()[role]
+    handler = BY_QUEUE[role]
     strategy = work_bodies if role == "work" else event_bodies
 
     @settings(
@@ -116,10 +116,10 @@ def test_fuzzed_records_never_crash_a_batch_and_never_block_the_good_one(runtime
     def check(bad: list[str]) -> None:
         caplog.clear()
         batch = [*bad, good_body(role)]
-        event = delivery.lambda_sqs_event(
+        event = lambda_service.lambda_sqs_event(
             records(batch), queue_arn=f"arn:aws:sqs:us-east-1:1:{role}"
         )
-        context = delivery.FakeLambdaContext(role, timedelta(minutes=1), 0)
+        context = lambda_service.FakeLambdaContext(role, timedelta(minutes=1), 0)
         add("bad inputs tried", len(bad))
         add("batches crashed", 0)
         try:
