@@ -28,7 +28,7 @@ import json
 import logging
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
@@ -36,6 +36,10 @@ from pydantic import ValidationError
 from engine.ports import AccessDeniedError, InvalidRequestError, TransientError
 from infra.aws_errors import ACCESS_CODES, TRANSIENT_CODES, aws_error
 from sdk import Event
+
+if TYPE_CHECKING:
+    from mypy_boto3_events import EventBridgeClient
+    from mypy_boto3_events.type_defs import PutEventsRequestEntryTypeDef
 
 log = logging.getLogger("stepline.eventbridge")
 
@@ -69,13 +73,13 @@ def check_event_id(event_id: str, *, name: str) -> None:
         raise BadEventError(f"event {name!r} has an id that is not valid Unicode text") from None
 
 
-def entry_for(event: Event, *, bus: str, source: str) -> dict[str, Any]:
+def entry_for(event: Event, *, bus: str, source: str) -> PutEventsRequestEntryTypeDef:
     """The put_events entry for an event, checked against EventBridge's 256 KB limit."""
     detail = dict(event.data)
     if event.id:
         check_event_id(event.id, name=event.name)
         detail[RESERVED_KEY] = {"id": event.id}
-    entry: dict[str, Any] = {
+    entry: PutEventsRequestEntryTypeDef = {
         "Source": source,
         "DetailType": event.name,
         "Detail": json.dumps(detail, separators=(",", ":"), ensure_ascii=False),
@@ -135,7 +139,7 @@ def decode_envelope(body: str | dict[str, Any], *, received_at: datetime) -> Eve
 class EventBridgeBus:
     """Implements the EventBus port."""
 
-    def __init__(self, client: Any, *, bus: str, source: str) -> None:
+    def __init__(self, client: EventBridgeClient, *, bus: str, source: str) -> None:
         self._client = client
         self._bus = bus
         self._source = source

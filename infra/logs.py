@@ -193,23 +193,30 @@ def redact(data: Any, fields: Iterable[str]) -> Any:
     return data
 
 
+class _LambdaHandler(logging.StreamHandler[IO[str]]):
+    """The JSON handler `configure_lambda_logging` attaches (told apart from others)."""
+
+
+# powertools configures a logger once per process and ignores a second handler.
+_powertools_configured = False
+
+
 def configure_lambda_logging(stream: IO[str] | None = None) -> logging.Logger:
     """Attach a powertools JSON handler to the "stepline" logger (once per process).
 
     Level: POWERTOOLS_LOG_LEVEL (or LOG_LEVEL), INFO by default. `stream` is for tests.
     """
+    global _powertools_configured
     logger = logging.getLogger("stepline")
-    if stream is None and any(getattr(h, "stepline", False) for h in logger.handlers):
+    if stream is None and any(isinstance(h, _LambdaHandler) for h in logger.handlers):
         return logger
     from aws_lambda_powertools import Logger
 
-    handler = logging.StreamHandler(stream or sys.stdout)
-    handler.stepline = True  # type: ignore[attr-defined]
+    handler = _LambdaHandler(stream or sys.stdout)
     handler.addFilter(ContextKeys())
     handler.addFilter(Redact())
-    if getattr(logger, "stepline_configured", False):
-        # powertools configures a logger once per process and ignores a second handler;
-        # tests that pass a stream each time attach theirs directly.
+    if _powertools_configured:
+        # Tests that pass a stream each time attach theirs directly.
         from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 
         handler.setFormatter(LambdaPowertoolsFormatter(service="stepline"))
@@ -218,6 +225,6 @@ def configure_lambda_logging(stream: IO[str] | None = None) -> logging.Logger:
         logger.setLevel(level.upper())
     else:
         Logger(service="stepline", logger_handler=handler)
-        logger.stepline_configured = True  # type: ignore[attr-defined]
+        _powertools_configured = True
     quiet_expression_library()
     return logger

@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from infra.clients import Clients
 from infra.settings import DEFAULT_EVENT_BUS, Settings
 
 TABLE_KEYS = ("pk", "sk")
@@ -93,7 +94,7 @@ class Created:
     dlq_urls: dict[str, str]
 
 
-def create_resources(clients: Any, prefix: str, *, bus: str = DEFAULT_EVENT_BUS) -> Created:
+def create_resources(clients: Clients, prefix: str, *, bus: str = DEFAULT_EVENT_BUS) -> Created:
     """Create the table, queues (with DLQs), bus rules and schedule group; idempotent."""
     dynamodb, sqs, events, scheduler = (
         clients.dynamodb,
@@ -155,7 +156,7 @@ def create_resources(clients: Any, prefix: str, *, bus: str = DEFAULT_EVENT_BUS)
     return Created(settings=settings, queue_urls=queue_urls, dlq_urls=dlq_urls)
 
 
-def discover_resources(clients: Any, prefix: str, *, bus: str = DEFAULT_EVENT_BUS) -> Created:
+def discover_resources(clients: Clients, prefix: str, *, bus: str = DEFAULT_EVENT_BUS) -> Created:
     """Find resources `create_resources` made earlier (by name), for workers and the CLI."""
     sqs = clients.sqs
     queue_urls, dlq_urls = {}, {}

@@ -86,7 +86,7 @@ class Settings(BaseModel):
                 values[field] = raw
         values.setdefault("region", env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION"))
         values.setdefault("endpoint_url", env.get("AWS_ENDPOINT_URL"))
-        return cls(**values)  # type: ignore[arg-type]
+        return cls.model_validate(values)
 
     def to_env(self) -> dict[str, str]:
         """The environment variables that reproduce these settings (for subprocesses)."""

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from engine.model import WorkMessage
 from infra.aws_errors import aws_error
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
 
 # SQS holds a message back for at most 15 minutes.
 MAX_DELAY_SECONDS = 900
@@ -25,7 +28,7 @@ def encode_message(message: WorkMessage) -> str:
 class SqsWorkQueue:
     """Implements the WorkQueue port."""
 
-    def __init__(self, client: Any, queue_url: str) -> None:
+    def __init__(self, client: SQSClient, queue_url: str) -> None:
         self._client = client
         self._url = queue_url
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -24,6 +24,10 @@ from engine.ports import Clock
 from infra.aws_errors import aws_error, error_code
 from infra.sqs import MAX_DELAY_SECONDS, encode_message
 
+if TYPE_CHECKING:
+    from mypy_boto3_scheduler import EventBridgeSchedulerClient
+    from mypy_boto3_sqs import SQSClient
+
 
 class SqsSchedulerTimers:
     """Implements the Timers port."""
@@ -31,8 +35,8 @@ class SqsSchedulerTimers:
     def __init__(
         self,
         *,
-        sqs: Any,
-        scheduler: Any,
+        sqs: SQSClient,
+        scheduler: EventBridgeSchedulerClient,
         queue_url: str,
         queue_arn: str,
         group: str,

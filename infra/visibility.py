@@ -20,9 +20,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
 
 log = logging.getLogger("stepline.sqs")
 
@@ -35,7 +38,7 @@ class VisibilityHeartbeat:
 
     def __init__(
         self,
-        sqs: Callable[[], Any],
+        sqs: Callable[[], SQSClient],
         queue_url: Callable[[], str],
         receipt_handles: Sequence[str],
         *,
@@ -97,7 +100,7 @@ class QueueUrls:
 
     def __init__(
         self,
-        sqs: Callable[[], Any],
+        sqs: Callable[[], SQSClient],
         *,
         endpoint: str | None = None,
         known: dict[str, str] | None = None,

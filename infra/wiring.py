@@ -1,7 +1,11 @@
 """Assembling the engine from settings: boto3 clients, adapters, the app.
 
 Clients are created lazily, once per process (a Lambda cold start), and only the ones a
-handler actually uses: the trigger handler never pays for a Scheduler client.
+handler actually uses: the trigger handler never pays for a Scheduler client. Every
+function reads and writes the table, so the store is built with the services; the
+queue, the timers and the bus are built on their first use (`LazyWorkQueue`,
+`LazyTimers`, `LazyEventBus`: each implements its port by handing every call to the
+adapter it builds once).
 """
 
 from __future__ import annotations
@@ -10,18 +14,18 @@ import importlib
 import os
 import secrets
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cached_property
-from typing import Any
-
-import boto3
-from botocore.config import Config
+from typing import TYPE_CHECKING, cast
 
 from engine.events import EventRouter
 from engine.lifecycle import Lifecycle
-from engine.ports import Clock, Ports
+from engine.model import WorkMessage
+from engine.ports import Clock, EventBus, Ports, Timers, WorkQueue
 from engine.runner import Runner
+from infra.clients import Clients
 from infra.clock import SystemClock
 from infra.dynamo import DynamoStore
 from infra.eventbridge import EventBridgeBus
@@ -29,66 +33,57 @@ from infra.settings import ConfigurationError, Settings
 from infra.sqs import SqsWorkQueue
 from infra.timers import SqsSchedulerTimers
 from infra.visibility import QueueUrls
-from sdk import App
+from sdk import App, Event
 
-# Standard mode retries throttling with backoff and jitter; a few more attempts than the
-# default ride out short bursts before the engine gives the message back to SQS.
-CLIENT_CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 6},
-    connect_timeout=5,
-    read_timeout=20,
-)
+if TYPE_CHECKING:
+    from boto3.session import Session
 
 
-class Clients:
-    """boto3 clients, each created on first use."""
+class LazyWorkQueue:
+    """The WorkQueue port, built on its first message: the SQS adapter needs
+    STEPLINE_WORK_QUEUE_URL, which only a process that enqueues has to have."""
 
-    def __init__(
-        self, settings: Settings, session: Any | None = None, config: Config = CLIENT_CONFIG
-    ) -> None:
-        self._settings = settings
-        self._session = session
-        self._config = config
-
-    def _client(self, service: str) -> Any:
-        factory = self._session.client if self._session is not None else boto3.client
-        kwargs: dict[str, Any] = {"config": self._config}
-        if self._settings.region:
-            kwargs["region_name"] = self._settings.region
-        if self._settings.endpoint_url:
-            kwargs["endpoint_url"] = self._settings.endpoint_url
-        return factory(service, **kwargs)
-
-    @cached_property
-    def dynamodb(self) -> Any:
-        return self._client("dynamodb")
-
-    @cached_property
-    def sqs(self) -> Any:
-        return self._client("sqs")
-
-    @cached_property
-    def scheduler(self) -> Any:
-        return self._client("scheduler")
-
-    @cached_property
-    def events(self) -> Any:
-        return self._client("events")
-
-
-class _Lazy:
-    """An adapter built on first use, so a handler creates only the clients it calls
-    (the trigger handler never pays for a Scheduler client)."""
-
-    def __init__(self, build: Callable[[], Any]) -> None:
+    def __init__(self, build: Callable[[], WorkQueue]) -> None:
         self._build = build
 
     @cached_property
-    def target(self) -> Any:
+    def adapter(self) -> WorkQueue:
         return self._build()
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.target, name)
+    def enqueue(self, message: WorkMessage, *, delay_seconds: int = 0) -> None:
+        self.adapter.enqueue(message, delay_seconds=delay_seconds)
+
+
+class LazyTimers:
+    """The Timers port, built on its first timer: only then are an SQS and a Scheduler
+    client created (the trigger function never creates a Scheduler client)."""
+
+    def __init__(self, build: Callable[[], Timers]) -> None:
+        self._build = build
+
+    @cached_property
+    def adapter(self) -> Timers:
+        return self._build()
+
+    def arm(self, run_id: str, at: datetime) -> None:
+        self.adapter.arm(run_id, at)
+
+    def disarm(self, run_id: str, at: datetime) -> None:
+        self.adapter.disarm(run_id, at)
+
+
+class LazyEventBus:
+    """The EventBus port, built on its first event (an EventBridge client)."""
+
+    def __init__(self, build: Callable[[], EventBus]) -> None:
+        self._build = build
+
+    @cached_property
+    def adapter(self) -> EventBus:
+        return self._build()
+
+    def publish(self, events: Sequence[Event]) -> list[str]:
+        return self.adapter.publish(events)
 
 
 def _work_queue(clients: Clients, settings: Settings) -> SqsWorkQueue:
@@ -111,7 +106,12 @@ class Services:
 
     @property
     def store(self) -> DynamoStore:
-        return self.ports.store  # type: ignore[return-value]
+        """The store port, for the reads and admin calls beyond it (`list_runs`, prefixes).
+
+        It is the DynamoStore `build_services` made, or what a `ports_hook` wrapped it in
+        (tests' fault plans and interceptors, which hand every call on to it).
+        """
+        return cast(DynamoStore, self.ports.store)
 
 
 def build_services(
@@ -119,20 +119,20 @@ def build_services(
     settings: Settings,
     *,
     clock: Clock | None = None,
-    session: Any | None = None,
+    session: Session | None = None,
     clients: Clients | None = None,
     ports_hook: Callable[[Ports], Ports] | None = None,
 ) -> Services:
     """Wire adapters to the engine. `ports_hook` may wrap the ports (timer ledger, faults)."""
     clock = clock or SystemClock()
     clients = clients or Clients(settings, session)
-    store: Any = _Lazy(lambda: DynamoStore(clients.dynamodb, settings.table))
+    store = DynamoStore(clients.dynamodb, settings.table)
     ports = Ports(
         store=store,
         index=store,
         events=store,
-        queue=_Lazy(lambda: _work_queue(clients, settings)),
-        timers=_Lazy(
+        queue=LazyWorkQueue(lambda: _work_queue(clients, settings)),
+        timers=LazyTimers(
             lambda: SqsSchedulerTimers(
                 sqs=clients.sqs,
                 scheduler=clients.scheduler,
@@ -143,7 +143,7 @@ def build_services(
                 clock=clock,
             )
         ),
-        bus=_Lazy(
+        bus=LazyEventBus(
             lambda: EventBridgeBus(
                 clients.events, bus=settings.event_bus, source=settings.event_source
             )

@@ -25,9 +25,9 @@ from typing import Any
 import boto3
 import pytest
 
+from infra.clients import Clients
 from infra.resources import create_resources
 from infra.settings import Settings
-from infra.wiring import Clients
 from tests.cli_app import LONG_WORKFLOW
 from tests.test_cli import APP, ROOT, Process, cli_env, eventually, free_port, moto_server
 

@@ -14,9 +14,15 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from infra.lambda_batch import LambdaFunction
+from infra.wiring import Services
+
+if TYPE_CHECKING:
+    from mypy_boto3_scheduler import EventBridgeSchedulerClient
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sqs.type_defs import MessageTypeDef
 
 log = logging.getLogger("stepline.worker")
 
@@ -40,7 +46,7 @@ class FakeLambdaContext:
         return max(0, int((self.timeout.total_seconds() - elapsed) * 1000))
 
 
-def lambda_sqs_event(messages: Iterable[dict[str, Any]], *, queue_arn: str) -> dict[str, Any]:
+def lambda_sqs_event(messages: Iterable[MessageTypeDef], *, queue_arn: str) -> dict[str, Any]:
     """The event Lambda's SQS event source mapping passes a handler for these messages."""
     return {
         "Records": [
@@ -63,20 +69,20 @@ def lambda_sqs_event(messages: Iterable[dict[str, Any]], *, queue_arn: str) -> d
 @dataclass(frozen=True)
 class BatchResult:
     received: int
-    failed: list[dict[str, Any]]
+    failed: list[MessageTypeDef]
     crashed: bool
     # Wall time of each handler invocation (what Lambda would bill).
     seconds: tuple[float, ...] = ()
 
 
 def deliver_batch(
-    sqs: Any,
+    sqs: SQSClient,
     *,
     queue_url: str,
     queue_arn: str,
     role: str,
     handler: LambdaFunction,
-    services: Any,
+    services: Services,
     lambda_timeout: timedelta,
     visibility_timeout: int,
     wait_seconds: int = 0,
@@ -135,7 +141,7 @@ def deliver_batch(
     return BatchResult(len(messages), failed, crashed, tuple(seconds))
 
 
-def retry_now(sqs: Any, queue_url: str, messages: list[dict[str, Any]]) -> None:
+def retry_now(sqs: SQSClient, queue_url: str, messages: list[MessageTypeDef]) -> None:
     """Make failed messages visible again at once instead of after the timeout."""
     if messages:
         sqs.change_message_visibility_batch(
@@ -148,7 +154,12 @@ def retry_now(sqs: Any, queue_url: str, messages: list[dict[str, Any]]) -> None:
 
 
 def fire_due_schedules(
-    scheduler: Any, sqs: Any, *, group: str, now: datetime, queue_url_of: dict[str, str]
+    scheduler: EventBridgeSchedulerClient,
+    sqs: SQSClient,
+    *,
+    group: str,
+    now: datetime,
+    queue_url_of: dict[str, str],
 ) -> int:
     """Do what EventBridge Scheduler would: send each due `at()` schedule's input to its
     target queue, then delete the schedule. Returns how many fired.

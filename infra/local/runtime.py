@@ -33,21 +33,26 @@ import math
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.clock import ManualClock
 from engine.ids import run_id_for
 from engine.model import RunStatus
 from engine.ports import Ports, Timers
 from engine.views import RunView, StepView, history_of
+from infra.clients import Clients
 from infra.eventbridge import EventBridgeBus
 from infra.lambda_batch import LambdaFunction
 from infra.lambda_functions import BY_QUEUE
 from infra.local import lambda_service
 from infra.resources import create_resources
 from infra.settings import DEFAULT_EVENT_BUS, Settings
-from infra.wiring import Clients, build_services
+from infra.wiring import build_services
 from sdk import App, Event
+
+if TYPE_CHECKING:
+    from moto.core.models import MockAWS
+    from time_machine import Traveller, travel
 
 REGION = lambda_service.REGION
 
@@ -113,6 +118,8 @@ class LocalRuntime:
         # SQS delivers at least once; >1 hands every batch to its handler that many times.
         self._deliveries_per_message = deliveries_per_message
         self._entered = False
+        self._mock: MockAWS | None = None
+        self._travel: travel | None = None
         #: How many SQS messages each handler has been given, by queue role.
         self.deliveries: dict[str, int] = {"trigger": 0, "waits": 0, "cancel": 0, "work": 0}
         #: Batches in which a handler raised instead of reporting item failures.
@@ -140,7 +147,7 @@ class LocalRuntime:
         self._mock.start()
         try:
             self._travel = time_machine.travel(start, tick=False)
-            self._coordinates = self._travel.start()
+            self._coordinates: Traveller = self._travel.start()
             self.clock = ManualClock(start, seed=self._seed)
             session = boto3.session.Session(
                 region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing"
@@ -182,10 +189,10 @@ class LocalRuntime:
         return self._ports_hook(ports) if self._ports_hook else ports
 
     def __exit__(self, *exc_info: object) -> None:
-        if getattr(self, "_travel", None) is not None:
+        if self._travel is not None:
             self._travel.stop()
             self._travel = None
-        if getattr(self, "_mock", None) is not None:
+        if self._mock is not None:
             self._mock.stop()
             self._mock = None
         self._entered = False
@@ -286,8 +293,9 @@ class LocalRuntime:
         self.drain()
         return new_id
 
-    def dead_letters(self, role: str = "work") -> list[dict[str, Any]]:
-        """Messages that reached a queue's dead-letter queue (they stay there)."""
+    def dead_letters(self, role: str = "work") -> list[Any]:
+        """Bodies of the messages that reached a queue's dead-letter queue (they stay there):
+        parsed when they are JSON, else the text."""
         self._require()
         response = self.clients.sqs.receive_message(
             QueueUrl=self.dlq_urls[role], MaxNumberOfMessages=10, VisibilityTimeout=0

@@ -13,12 +13,15 @@ import logging
 import threading
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 
 from infra.lambda_batch import LambdaFunction
 from infra.lambda_functions import BY_QUEUE
 from infra.local import lambda_service
 from infra.wiring import Services
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
 
 log = logging.getLogger("stepline.worker")
 
@@ -31,7 +34,7 @@ class QueueSet:
     arns: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def discover(cls, sqs: Any, urls: dict[str, str]) -> QueueSet:
+    def discover(cls, sqs: SQSClient, urls: dict[str, str]) -> QueueSet:
         arns = {
             role: sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
                 "QueueArn"

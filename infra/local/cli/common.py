@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import typer
 from botocore.config import Config
@@ -35,14 +35,16 @@ from engine.ports import (
     TransientError,
     UnreachableError,
 )
+from infra.clients import Clients
 from infra.dynamo import DynamoStore
 from infra.logs import Redact, quiet_expression_library
 from infra.resources import create_resources, discover_resources
 from infra.settings import ConfigurationError, Settings
-from infra.wiring import Clients, Services, build_services
+from infra.wiring import Services, build_services
 from sdk import App
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 LOCAL_REGION = "us-east-1"
 # A person is waiting: fail fast on an endpoint that is not there (workers keep the
 # patient defaults of infra/wiring.py).
@@ -86,11 +88,11 @@ def fail(code: Exit, message: str) -> NoReturn:
     raise typer.Exit(int(code))
 
 
-def errors(function: F) -> F:
+def errors(function: Callable[P, R]) -> Callable[P, R]:
     """Turn known failures into a one-line message and the documented exit code."""
 
     @functools.wraps(function)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return function(*args, **kwargs)
         except (typer.Exit, typer.Abort):
@@ -112,7 +114,7 @@ def errors(function: F) -> F:
         except (PermanentError, ClientError) as error:
             fail(Exit.REFUSED, str(error))
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
 def where() -> str:

@@ -6,11 +6,10 @@ A RUN_ID may be any unique start of a run id (`resolve_run_id`).
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
 
 import typer
 
-from engine.model import RunStatus
+from engine.model import LoadedRun, RunStatus
 from engine.views import RunView, history_of, running_step
 from infra.local import render
 from infra.local.cli.common import (
@@ -45,7 +44,7 @@ runs_cli = typer.Typer(
 )
 
 
-def _load_run(connection: Connection, run_id: str) -> Any:
+def _load_run(connection: Connection, run_id: str) -> LoadedRun:
     loaded = connection.store.load(run_id)
     if loaded is None:
         fail(

@@ -13,10 +13,11 @@ import signal
 import socket
 import sys
 import threading
-from typing import Any
+from types import FrameType
 
 import typer
 
+from infra.clients import CLIENT_CONFIG
 from infra.local.cli.common import (
     LOCAL_REGION,
     EndpointOption,
@@ -30,7 +31,7 @@ from infra.local.cli.common import (
     fail,
 )
 from infra.local.worker import QueueSet, Worker
-from infra.wiring import CLIENT_CONFIG, build_services, load_app
+from infra.wiring import build_services, load_app
 from sdk import App
 
 
@@ -56,7 +57,7 @@ def _wait_for_stop() -> None:
     """Block until Ctrl-C or SIGTERM."""
     stop = threading.Event()
 
-    def on_signal(signum: int, _frame: Any) -> None:
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
         stop.set()
 
     signal.signal(signal.SIGINT, on_signal)
