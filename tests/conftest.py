@@ -5,7 +5,7 @@ from __future__ import annotations
 import collections
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -92,11 +92,11 @@ class RequestCounter:
 
 
 @pytest.fixture
-def requests_of() -> Iterator[Any]:
+def requests_of() -> Callable[[Any], RequestCounter]:
     def attach(runtime: Any) -> RequestCounter:
         return RequestCounter().attach(runtime.services.clients)
 
-    yield attach
+    return attach
 
 
 @pytest.fixture

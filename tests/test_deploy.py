@@ -245,8 +245,11 @@ class Lambdas:
         fired = 0
         for summary in scheduler.list_schedules(GroupName=group)["Schedules"]:
             schedule = scheduler.get_schedule(Name=summary["Name"], GroupName=group)
-            due = datetime.strptime(schedule["ScheduleExpression"], "at(%Y-%m-%dT%H:%M:%S)")
-            if due.replace(tzinfo=UTC) > self.clock.now():
+            # Scheduler reads an at() expression in ScheduleExpressionTimezone: UTC.
+            due = datetime.strptime(
+                schedule["ScheduleExpression"], "at(%Y-%m-%dT%H:%M:%S)"
+            ).replace(tzinfo=UTC)
+            if due > self.clock.now():
                 continue
             target = schedule["Target"]
             # Scheduler assumes the target's role, naming the schedule group as the source,
@@ -454,7 +457,7 @@ def test_a_run_sleeps_on_the_stacks_scheduler_waits_invokes_and_publishes_on_its
     assert run.status == "COMPLETED", run.error
     assert run.output == {"orderId": "o-1", "paid": True, "receipt": "o-1: 42 paid"}
     # step.send_event went out on the stack's bus and its trigger rule started a run.
-    [notice] = [r for r in store.list_runs(workflow_id="shipping-notice")]
+    [notice] = store.list_runs(workflow_id="shipping-notice")
     assert notice.status == "COMPLETED" and notice.output == "o-1 is on its way"
 
     assert lambdas.denials() == []

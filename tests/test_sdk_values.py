@@ -87,5 +87,5 @@ def test_trigger_expression_sees_the_event():
 
 
 def test_events_reject_blank_names():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="not blank"):
         Event(name="   ")

@@ -87,9 +87,9 @@ def test_a_forged_work_message_cannot_advance_or_resolve_a_waiting_run():
 
 
 def test_work_messages_cannot_name_an_action_the_engine_does_not_take():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="reason"):
         WorkMessage.model_validate_json('{"run_id": "r", "reason": "cancel"}')
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="resolve"):
         WorkMessage.model_validate_json('{"run_id": "r", "reason": "event", "resolve": {"x": 1}}')
 
 
