@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Self
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -53,7 +53,7 @@ class VisibilityHeartbeat:
         #: How many times the visibility was extended (for tests and logs).
         self.extensions = 0
 
-    def __enter__(self) -> VisibilityHeartbeat:
+    def __enter__(self) -> Self:
         if self._timeout > 0 and self._handles:
             self._thread = threading.Thread(
                 target=self._beat, name="stepline-visibility", daemon=True

@@ -33,7 +33,7 @@ import math
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from engine.clock import ManualClock
 from engine.ids import run_id_for
@@ -129,7 +129,7 @@ class LocalRuntime:
 
     # -- lifecycle -----------------------------------------------------------------------
 
-    def __enter__(self) -> LocalRuntime:
+    def __enter__(self) -> Self:
         try:
             import time_machine
             from moto import mock_aws
