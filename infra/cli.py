@@ -54,14 +54,14 @@ from botocore.exceptions import (
     NoRegionError,
 )
 
-from engine.model import EventOutcome, RunStatus
-from engine.ports import (
+from engine.errors import (
     AccessDeniedError,
     PermanentError,
     ResourceMissingError,
     TransientError,
     UnreachableError,
 )
+from engine.model import EventOutcome, RunStatus
 from engine.views import RunView, history_of, running_step
 from infra import render
 from infra.dynamo import DynamoStore

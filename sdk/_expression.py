@@ -99,11 +99,6 @@ def lookup(event: Event, path: str) -> Any:
     return value
 
 
-def canonical(value: Any) -> str:
-    """A stable text form of a matched value, used in index keys (1 and "1" differ)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
 def event_as_map(event: Event) -> dict[str, Any]:
     return {
         "name": event.name,

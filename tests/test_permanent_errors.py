@@ -19,8 +19,7 @@ from botocore.exceptions import ClientError, ConnectTimeoutError
 from botocore.stub import Stubber
 
 from engine.clock import ManualClock
-from engine.model import WorkMessage
-from engine.ports import (
+from engine.errors import (
     AccessDeniedError,
     InvalidRequestError,
     ItemTooLargeError,
@@ -29,6 +28,7 @@ from engine.ports import (
     TransientError,
     UnreachableError,
 )
+from engine.model import WorkMessage
 from infra.cli import Exit, errors
 from infra.dynamo import DynamoStore
 from infra.eventbridge import EventBridgeBus
