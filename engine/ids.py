@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import Any
 
 from pydantic import GetCoreSchemaHandler
@@ -33,6 +33,7 @@ from pydantic_core import CoreSchema, core_schema
 
 POSITION_WIDTH = 5
 MAX_POSITION = 10**POSITION_WIDTH - 1
+_POSITION_TEXT = f"{{:0{POSITION_WIDTH}d}}"
 
 # DynamoDB caps a partition key at 2,048 bytes (the waiter index's `g1pk` included).
 # Index keys that fit stay readable, exactly as they always were.
@@ -41,15 +42,16 @@ MAX_PARTITION_KEY_BYTES = 2048
 HASHED = "~"
 
 
-@dataclass(frozen=True, order=True, slots=True)
-class StepKey:
+class StepKey(tuple[int, ...]):
     """Where a step sits in its run: the path of positions that leads to it.
 
-    `(3,)` is the fourth step of the workflow body; `(3, 1, 0)` the first step of the
-    second branch of the parallel group at position 3. Keys order as the code reached
-    them (a group before its branches' steps, the branches in argument order), and
-    depend only on the order in which the code calls steps, so they are the same on
-    every replay, whatever order parallel branches finish in.
+    `StepKey((3,))` is the fourth step of the workflow body; `StepKey((3, 1, 0))` the
+    first step of the second branch of the parallel group at position 3. Keys order as
+    the code reached them (a group before its branches' steps, the branches in argument
+    order), and depend only on the order in which the code calls steps, so they are the
+    same on every replay, whatever order parallel branches finish in. A key is a tuple
+    of its positions (so hashing and comparing cost what a tuple's do: keys are looked
+    up several times per step).
 
     Text form (`str()`, `parse`): each position as five digits, joined by dots
     ("00003", "00003.00001.00000"), so the texts sort as the keys do. That text is what
@@ -58,37 +60,44 @@ class StepKey:
     key is the workflow body's scope, never a step.
     """
 
-    path: tuple[int, ...] = ()
+    __slots__ = ()
+
+    def __new__(cls, path: Iterable[int] = ()) -> StepKey:
+        return super().__new__(cls, path)
 
     @classmethod
     def parse(cls, text: str) -> StepKey:
         """The key of a text form; ValueError if `text` is not one."""
         if text == "":
-            return cls(())
+            return cls()
         parts = text.split(".")
         if not all(len(part) == POSITION_WIDTH and part.isdigit() for part in parts):
             raise ValueError(f"not a step key: {text!r}")
-        return cls(tuple(int(part) for part in parts))
+        return cls(int(part) for part in parts)
 
     @classmethod
     def of(cls, key: StepKey | str) -> StepKey:
         return key if isinstance(key, StepKey) else cls.parse(key)
 
+    @property
+    def path(self) -> tuple[int, ...]:
+        return tuple(self)
+
     def child(self, position: int) -> StepKey:
         """The key of `position` inside this scope (a branch's prefix, or the body)."""
-        return StepKey((*self.path, position))
+        return StepKey((*self, position))
 
     def branch(self, index: int) -> StepKey:
         """The scope of the index-th branch of the parallel group at this key."""
-        return StepKey((*self.path, index))
+        return StepKey((*self, index))
 
     @property
     def group(self) -> StepKey | None:
         """The parallel group whose branch holds this step (None in the workflow body)."""
-        return StepKey(self.path[:-2]) if len(self.path) > 2 else None
+        return StepKey(self[:-2]) if len(self) > 2 else None
 
     def __str__(self) -> str:
-        return ".".join(f"{part:0{POSITION_WIDTH}d}" for part in self.path)
+        return ".".join(map(_POSITION_TEXT.format, self))
 
     def __repr__(self) -> str:
         return f"StepKey({str(self)!r})"

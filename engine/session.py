@@ -192,7 +192,14 @@ class Session:
             self.replaying = False
         if record is None or not (record.settled or record.elapsed(self.clock.now())):
             self.replaying = False
-            await self._gate()
+            keeper = self.keeper
+            if keeper is not None:
+                # The step gate: new work starts here, not once the run was cancelled or
+                # claimed elsewhere. It reads the run item only now and then (then I/O).
+                if keeper.look_due():
+                    await Io(keeper.check)
+                else:
+                    keeper.check()
         return Slot(key=key, step_id=step_id, kind=kind, record=record, revision=revision)
 
     def open_group(self) -> StepKey:
@@ -223,17 +230,6 @@ class Session:
                 )
             )
         return scope
-
-    async def _gate(self) -> None:
-        keeper = self.keeper
-        if keeper is None:
-            return
-        # New work starts here: not once the run was cancelled or claimed elsewhere. The
-        # gate reads the run item only now and then; only then is it I/O.
-        if keeper.look_due():
-            await Io(keeper.check)
-        else:
-            keeper.check()
 
     def _non_deterministic(
         self, key: StepKey, recorded: str, asked: str, kind: StepKind | None = None

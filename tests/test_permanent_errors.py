@@ -1,6 +1,6 @@
 """Errors classified by type, and what a permanent one makes happen (issue 10, item 12).
 
-Each adapter maps AWS error codes to the engine's contract (engine/ports.py): retrying
+Each adapter maps AWS error codes to the engine's contract (engine/errors.py): retrying
 may fix a `TransientError`; it will not fix a `PermanentError` (item too large, missing
 resource, access denied, invalid request), which the handlers log as permanent with
 what to do, and which never fails a run for an operator's mistake.
