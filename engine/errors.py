@@ -22,11 +22,12 @@
     │   │   └── TableMissing     the DynamoDB table (or its index)
     │   ├── AccessDeniedError    the credentials lack a permission
     │   └── InvalidRequestError  the service refused the request as invalid
-    ├── RunConflict              a lost compare-and-set on the run item, carrying the current run
-    ├── StepConflict             a lost compare-and-set on a step record, carrying what is stored
-    └── StepOutputError          a step's (or run's) result cannot be stored: recorded as the
-        ├── OutputNotSerializableError          step's non-retriable failure
-        └── OutputTooLargeError
+    ├── RunConflict              a lost compare-and-set on the run item (carries the run)
+    ├── StepConflict             a lost compare-and-set on a step (carries what is stored)
+    └── StepOutputError          a step's (or run's) result cannot be stored; recorded as
+        │                        the step's non-retriable failure
+        ├── OutputNotSerializableError   not JSON-serialisable
+        └── OutputTooLargeError          over EngineSettings.max_output_bytes
 
 The step-control exceptions derive from `BaseException`, so a workflow's `except
 Exception:` cannot swallow a suspension. The errors workflow authors see (`StepError`,

@@ -160,7 +160,7 @@ class Session:
         _scope.set(Scope(prefix=prefix))
 
     async def open(self, kind: StepKind, user_id: str) -> Slot:
-        """Take the next position for a step of `kind` called `user_id` (see the docstring)."""
+        """Take the next position for a step of `kind` called `user_id` (module docstring)."""
         if not isinstance(user_id, str) or not user_id.strip() or len(user_id) > 200:
             raise WorkflowDefinitionError(
                 f"step id {user_id!r}: use a non-empty string of at most 200 characters"

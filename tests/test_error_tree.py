@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import types
 from datetime import timedelta
 
 import engine.errors as errors
@@ -19,13 +20,13 @@ from sdk import App, Context, Event, NonDeterminismError
 from tests.conftest import START
 
 
-def _classes(module: object) -> list[type[BaseException]]:
+def _classes(module: types.ModuleType) -> list[type[BaseException]]:
     return [
         value
         for value in vars(module).values()
         if inspect.isclass(value)
         and issubclass(value, BaseException)
-        and value.__module__ == module.__name__  # type: ignore[attr-defined]
+        and value.__module__ == module.__name__
     ]
 
 

@@ -7,17 +7,18 @@ their methods by name to one operation of `engine.operations.OPERATIONS`.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 
 from engine.operations import OPERATIONS
 from engine.steps import AsyncSteps, SyncSteps
 from sdk import AsyncStep, Step
 
 
-def _parameters(method: object) -> list[tuple[str, object, object]]:
+def _parameters(method: Callable[..., object]) -> list[tuple[str, object, object]]:
     """Name, kind and default of each parameter: what a caller can pass."""
     return [
         (parameter.name, parameter.kind, parameter.default)
-        for parameter in inspect.signature(method).parameters.values()  # type: ignore[arg-type]
+        for parameter in inspect.signature(method).parameters.values()
     ]
 
 
