@@ -35,8 +35,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, NoReturn, TypeVar
@@ -60,7 +59,7 @@ from engine.lifecycle import Lifecycle
 from engine.logcontext import bind
 from engine.model import ErrorInfo, StepKind, StepRecord, StepStatus
 from engine.outcomes import Pending, PendingKind
-from engine.ports import LoadedRun, Ports, Revision
+from engine.ports import Clock, LoadedRun, Ports, Revision
 from engine.settings import EngineSettings
 from engine.workflow_log import ReplayAwareLogger
 from sdk import App, NonDeterminismError, StepError, Workflow, WorkflowDefinitionError
@@ -274,7 +273,8 @@ class Session:
         invokes and sleeps the other writer settled it, and the current record is the
         answer ("return").
         """
-        placed = record.model_copy(update={"key": slot.key})
+        # Records built for this slot carry its key already (a copy per step is not free).
+        placed = record if record.key == slot.key else record.model_copy(update={"key": slot.key})
         store, expected = self.ports.store, slot.revision
         try:
             revision = await Io(lambda: store.put_step(self.run_id, placed, expected=expected))
@@ -365,22 +365,34 @@ class Session:
 
     # -- executing a step's code ---------------------------------------------------------
 
-    @contextmanager
-    def executing(self, slot: Slot) -> Iterator[datetime]:
-        """While the step's code runs: yields when it started."""
-        started = self.clock.now()
+    def executing(self, slot: Slot) -> _Executing:
+        """`with session.executing(slot) as started:` around the step's code."""
+        return _Executing(self.clock, self.keeper, slot)
+
+
+class _Executing:
+    """Marks the step whose code runs (a class, not a generator: it is on the hot path)."""
+
+    __slots__ = ("_clock", "_keeper", "_slot", "_token")
+
+    def __init__(self, clock: Clock, keeper: LeaseKeeper | None, slot: Slot) -> None:
+        self._clock, self._keeper, self._slot = clock, keeper, slot
+
+    def __enter__(self) -> datetime:
+        slot = self._slot
+        started = self._clock.now()
         bind(step_id=slot.step_id)
-        if self.keeper is not None:
-            self.keeper.step_started(slot.step_id, started)
-        token = _running_step.set((slot.step_id, slot.attempt - 1))
-        try:
-            yield started
-        finally:
-            # Also when a BaseException (a crash, SystemExit, a cancelled task) cuts the
-            # step off: the marker must never outlive the step.
-            _running_step.reset(token)
-            if self.keeper is not None:
-                self.keeper.step_ended(slot.step_id)
+        if self._keeper is not None:
+            self._keeper.step_started(slot.step_id, started)
+        self._token = _running_step.set((slot.step_id, slot.attempt - 1))
+        return started
+
+    def __exit__(self, *exc_info: object) -> None:
+        # Also when a BaseException (a crash, SystemExit, a cancelled task) cuts the
+        # step off: the marker must never outlive the step.
+        _running_step.reset(self._token)
+        if self._keeper is not None:
+            self._keeper.step_ended(self._slot.step_id)
 
 
 def _is_too_large_failure(record: StepRecord) -> bool:

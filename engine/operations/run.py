@@ -86,6 +86,7 @@ async def succeed(session: Session, slot: Slot, started: datetime, value: Any) -
         await fail_attempt(session, slot, started, error)
     previous = slot.record
     record = StepRecord(
+        key=slot.key,
         id=slot.step_id,
         kind=slot.kind,
         status=StepStatus.COMPLETED,
@@ -119,6 +120,7 @@ async def fail_attempt(
     )
     if final:
         record = StepRecord(
+            key=slot.key,
             id=slot.step_id,
             kind=slot.kind,
             status=StepStatus.FAILED,
@@ -137,6 +139,7 @@ async def fail_attempt(
         delay = policy.delay_before(attempt + 1, session.clock.random())
     retry_at = now + delay
     record = StepRecord(
+        key=slot.key,
         id=slot.step_id,
         kind=slot.kind,
         status=StepStatus.RETRYING,
