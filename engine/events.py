@@ -36,7 +36,7 @@ from engine.model import EventOutcome, SkippedWorkflow, StepRecord, StepStatus
 from engine.ports import Ports, Stored
 from engine.settings import EngineSettings
 from sdk import App, Event
-from sdk._expression import MISSING, lookup
+from sdk._paths import MISSING, lookup
 
 log = logging.getLogger("stepline.events")
 

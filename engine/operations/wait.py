@@ -25,7 +25,8 @@ from engine.model import StepKind, StepRecord, StepStatus, WaitSpec
 from engine.session import Session, Slot
 from sdk import Event, WorkflowDefinitionError
 from sdk._duration import Duration, parse_duration
-from sdk._expression import MISSING, Expression, check_match_path, lookup
+from sdk._expression import Expression
+from sdk._paths import MISSING, check_match_path, lookup
 
 
 async def wait_for_event(
