@@ -25,8 +25,9 @@ from bench.harness import (
     runtime,
     settle,
 )
-from engine.ids import position_key, waiter_key
+from engine.ids import StepKey, waiter_key
 from engine.model import StepKind, StepRecord, StepStatus, WaitSpec
+from infra.dynamo_table import encode_step
 from infra.local import LocalRuntime
 from sdk import App, Context, Event
 
@@ -65,8 +66,7 @@ def step_overhead(*, steps: int = 100, trials: int = 7, dbos: Any | None = None)
         invoke_engine(rt, warm)
         loaded = rt.services.store.load(warm)
         assert loaded is not None and loaded.run.status.value == "COMPLETED"
-        blob = next(iter(loaded.steps.values())).raw
-        assert blob is not None
+        blob = encode_step(next(iter(loaded.steps.values())))
         if dbos is not None:
             dbos.run(steps)
 
@@ -82,7 +82,7 @@ def step_overhead(*, steps: int = 100, trials: int = 7, dbos: Any | None = None)
         def put_trial() -> None:
             pk = f"RUN#bare-{uuid.uuid4()}"
             items = [
-                {"pk": {"S": pk}, "sk": {"S": f"STEP#{position_key((i,))}"}, "r": {"S": blob}}
+                {"pk": {"S": pk}, "sk": {"S": f"STEP#{StepKey((i,))}"}, "r": {"S": blob}}
                 for i in range(steps)
             ]
             settle()
@@ -405,7 +405,7 @@ def _resume_one(size: int, trials: int) -> dict[str, float]:
         pk = {"S": f"RUN#{run_id}"}
         run_key = {"pk": pk, "sk": {"S": "RUN"}}
         run_item = client.get_item(TableName=table, Key=run_key, ConsistentRead=True)["Item"]
-        new_step = {"pk": pk, "sk": {"S": f"STEP#{position_key((size,))}"}}
+        new_step = {"pk": pk, "sk": {"S": f"STEP#{StepKey((size,))}"}}
 
         def reset() -> None:
             client.delete_item(TableName=table, Key=new_step)
@@ -459,7 +459,7 @@ def _record_steps(rt: LocalRuntime, run_id: str, count: int) -> None:
             (
                 run_id,
                 StepRecord(
-                    key=position_key((index,)),
+                    key=StepKey((index,)),
                     id=f"step-{index}",
                     kind=StepKind.RUN,
                     status=StepStatus.COMPLETED,
@@ -544,7 +544,7 @@ def _add_waiting_runs(rt: LocalRuntime, count: int) -> None:
             (
                 f"bulk-{index}",
                 StepRecord(
-                    key=position_key((0,)),
+                    key=StepKey((0,)),
                     id="paid",
                     kind=StepKind.WAIT,
                     status=StepStatus.WAITING,

@@ -33,10 +33,10 @@ from engine.matching import (
     wait_matches,
 )
 from engine.model import EventOutcome, SkippedWorkflow, StepRecord, StepStatus
-from engine.ports import Ports
+from engine.ports import Ports, Stored
 from engine.settings import EngineSettings
 from sdk import App, Event
-from sdk._expression import MISSING, lookup
+from sdk._paths import MISSING, lookup
 
 log = logging.getLogger("stepline.events")
 
@@ -155,13 +155,14 @@ class EventRouter:
                 if value is MISSING:
                     continue
                 key = waiter_key(event.name, path, value)
-            for run_id, waiter in self.ports.index.find_waiters(key):
-                resolved += self._resolve(run_id, waiter, event)
+            for run_id, stored in self.ports.index.find_waiters(key):
+                resolved += self._resolve(run_id, stored, event)
         if resolved:
             log.info("event %s (%s) resolved %d wait(s)", event.id, event.name, resolved)
         return resolved
 
-    def _resolve(self, run_id: str, waiter: StepRecord, event: Event) -> int:
+    def _resolve(self, run_id: str, stored: Stored, event: Event) -> int:
+        waiter = stored.record
         spec = waiter.wait
         if spec is None:
             return 0
@@ -196,7 +197,7 @@ class EventRouter:
                 }
             )
 
-        if self.lifecycle.resolve_step(run_id, waiter.key, settle, current=waiter) is None:
+        if self.lifecycle.resolve_step(run_id, waiter.key, settle, current=stored) is None:
             return 0
         self.lifecycle.wake(run_id, "event")
         return 1

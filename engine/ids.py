@@ -1,4 +1,4 @@
-"""Deterministic identifiers: step positions, run ids, event ids, index keys.
+"""Deterministic identifiers: step keys (positions), run ids, event ids, index keys.
 
 Everything here is a pure function of its inputs, so a replay, a redelivered message or
 a second worker computes exactly the same ids. That is what makes starting a run,
@@ -25,11 +25,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from collections.abc import Iterable
+from typing import Any
 
-from sdk._expression import canonical
+from pydantic import GetCoreSchemaHandler
+from pydantic_core import CoreSchema, core_schema
 
 POSITION_WIDTH = 5
 MAX_POSITION = 10**POSITION_WIDTH - 1
+_POSITION_TEXT = f"{{:0{POSITION_WIDTH}d}}"
 
 # DynamoDB caps a partition key at 2,048 bytes (the waiter index's `g1pk` included).
 # Index keys that fit stay readable, exactly as they always were.
@@ -38,9 +42,80 @@ MAX_PARTITION_KEY_BYTES = 2048
 HASHED = "~"
 
 
-def position_key(path: tuple[int, ...]) -> str:
-    """ "00003" for position 3; "00003.00001.00000" inside a parallel branch."""
-    return ".".join(f"{part:0{POSITION_WIDTH}d}" for part in path)
+class StepKey(tuple[int, ...]):
+    """Where a step sits in its run: the path of positions that leads to it.
+
+    `StepKey((3,))` is the fourth step of the workflow body; `StepKey((3, 1, 0))` the
+    first step of the second branch of the parallel group at position 3. Keys order as
+    the code reached them (a group before its branches' steps, the branches in argument
+    order), and depend only on the order in which the code calls steps, so they are the
+    same on every replay, whatever order parallel branches finish in. A key is a tuple
+    of its positions (so hashing and comparing cost what a tuple's do: keys are looked
+    up several times per step).
+
+    Text form (`str()`, `parse`): each position as five digits, joined by dots
+    ("00003", "00003.00001.00000"), so the texts sort as the keys do. That text is what
+    is stored (step items' sort keys, `ParentRef.step_key`, `RunRecord.suspended_at`)
+    and what ids derived from a step hash (`child_run_id`, `sent_event_id`). The empty
+    key is the workflow body's scope, never a step.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, path: Iterable[int] = ()) -> StepKey:
+        return super().__new__(cls, path)
+
+    @classmethod
+    def parse(cls, text: str) -> StepKey:
+        """The key of a text form; ValueError if `text` is not one."""
+        if text == "":
+            return cls()
+        parts = text.split(".")
+        if not all(len(part) == POSITION_WIDTH and part.isdigit() for part in parts):
+            raise ValueError(f"not a step key: {text!r}")
+        return cls(int(part) for part in parts)
+
+    @classmethod
+    def of(cls, key: StepKey | str) -> StepKey:
+        return key if isinstance(key, StepKey) else cls.parse(key)
+
+    @property
+    def path(self) -> tuple[int, ...]:
+        return tuple(self)
+
+    def child(self, position: int) -> StepKey:
+        """The key of `position` inside this scope (a branch's prefix, or the body)."""
+        return StepKey((*self, position))
+
+    def branch(self, index: int) -> StepKey:
+        """The scope of the index-th branch of the parallel group at this key."""
+        return StepKey((*self, index))
+
+    @property
+    def group(self) -> StepKey | None:
+        """The parallel group whose branch holds this step (None in the workflow body)."""
+        return StepKey(self[:-2]) if len(self) > 2 else None
+
+    def __str__(self) -> str:
+        return ".".join(map(_POSITION_TEXT.format, self))
+
+    def __repr__(self) -> str:
+        return f"StepKey({str(self)!r})"
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        # In records: validated from its text form (or a StepKey), stored as the text.
+        return core_schema.no_info_plain_validator_function(
+            cls._validate, serialization=core_schema.to_string_ser_schema()
+        )
+
+    @classmethod
+    def _validate(cls, value: Any) -> StepKey:
+        if isinstance(value, StepKey):
+            return value
+        if isinstance(value, str):
+            return cls.parse(value)
+        raise ValueError(f"not a step key: {value!r}")
 
 
 def display_step_id(user_id: str, occurrence: int) -> str:
@@ -66,8 +141,8 @@ def run_id_for(workflow_id: str, event_id: str) -> str:
     return f"{workflow_id}-{_legacy_digest(workflow_id, event_id)}"
 
 
-def child_run_id(workflow_id: str, parent_run_id: str, step_key: str) -> str:
-    return f"{workflow_id}-{_digest('child-run', parent_run_id, step_key)}"
+def child_run_id(workflow_id: str, parent_run_id: str, step_key: StepKey) -> str:
+    return f"{workflow_id}-{_digest('child-run', parent_run_id, str(step_key))}"
 
 
 def failure_run_id(workflow_id: str, failed_run_id: str) -> str:
@@ -79,17 +154,27 @@ def replay_run_id(original_run_id: str, workflow_id: str, nonce: str) -> str:
     return f"{workflow_id}-{_digest('replay-run', original_run_id, nonce)}"
 
 
-def sent_event_id(secret: str | None, run_id: str, step_key: str, index: int) -> str:
+def sent_event_id(secret: str | None, run_id: str, step_key: StepKey, index: int) -> str:
     """The id of the index-th event a `send_event` step of a run publishes.
 
     Keyed with the run's secret: stable for the run (a re-send after a crash is the same
     event), unpredictable to anyone else. A run created before runs had secrets keeps the
     ids it has always derived, so its re-sends stay idempotent.
     """
+    key = str(step_key)
     if secret is None:
-        return f"evt-{_legacy_digest('send', run_id, step_key, str(index), length=32)}"
-    mac = hmac.new(secret.encode(), _encode("sent-event", (run_id, step_key, index)), "sha256")
+        return f"evt-{_legacy_digest('send', run_id, key, str(index), length=32)}"
+    mac = hmac.new(secret.encode(), _encode("sent-event", (run_id, key, index)), "sha256")
     return f"evt-{mac.hexdigest()[:32]}"
+
+
+def canonical(value: Any) -> str:
+    """A stable text form of a matched value, used in index keys (1 and "1" differ).
+
+    Stored in index keys: changing it would orphan every wait and cancel rule indexed
+    before the change.
+    """
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def waiter_key(event_name: str, match_path: str | None, value: object) -> str:

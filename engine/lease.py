@@ -8,14 +8,14 @@ invocation works, `LeaseKeeper`:
   expires a `lease_duration` later); each renewal also notes the step now executing, for
   `runs show`. Renewals never change the run's version, so they cost the holder nothing
   at its final write.
-- answers the step gate (`check`), which the interpreter calls before any new step
+- answers the step gate (`check`), which the session calls before any new step
   starts. The gate looks at the run item again when its last look is older than
   `control_interval`: a cancel (or anything else that ends the holder's claim) recorded
   by then stops the invocation before the step starts. So no step starts later than
   `control_interval` plus one read after a cancel is recorded, and a run of fast inline
   steps pays one read per `control_interval`, not one per step.
 
-Stopping is `RunHalted` (a `Superseded`): the interpreter abandons the invocation
+Stopping is `RunHalted` (a `Superseded`): the session abandons the invocation
 without writing anything more; whoever ended the claim owns the run now.
 """
 
@@ -25,9 +25,9 @@ import logging
 import threading
 from datetime import datetime
 
-from engine.errors import RunHalted
+from engine.errors import PermanentError, RunConflict, RunHalted, TransientError
 from engine.model import CurrentStep, Lease, RunRecord, RunStatus
-from engine.ports import Clock, PermanentError, RunConflict, RunStore, TransientError
+from engine.ports import Clock, RunStore
 from engine.settings import EngineSettings
 
 log = logging.getLogger("stepline.engine")
@@ -104,6 +104,14 @@ class LeaseKeeper:
         self._note(current)
 
     # -- the step gate -------------------------------------------------------------------
+
+    def look_due(self) -> bool:
+        """Whether the next `check` reads the run item (its last look is too old)."""
+        return (
+            self.halted is None
+            and self._clock.monotonic() - self._last_look
+            >= self._settings.control_interval.total_seconds()
+        )
 
     def check(self) -> None:
         """Before a new step starts: raise RunHalted if this invocation no longer holds

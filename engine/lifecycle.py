@@ -13,13 +13,13 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from engine.ids import failure_run_id, replay_run_id, run_id_for
+from engine.errors import ErrorType, RunConflict, StepConflict
+from engine.ids import StepKey, failure_run_id, replay_run_id, run_id_for
 from engine.matching import subscription_key_for
 from engine.model import (
     CancelSubscription,
     ErrorInfo,
     InvokeSpec,
-    LoadedRun,
     ParentRef,
     RunRecord,
     RunStatus,
@@ -28,12 +28,10 @@ from engine.model import (
     StepStatus,
     WorkMessage,
 )
-from engine.ports import Ports, RunConflict, StepConflict
+from engine.ports import LoadedRun, Ports, Stored
 from sdk import RUN_FAILED_EVENT, Event, Workflow
 
 log = logging.getLogger("stepline.lifecycle")
-
-CANCELLED_ERROR_TYPE = "Cancelled"
 
 
 class StartedRun(NamedTuple):
@@ -116,7 +114,7 @@ class Lifecycle:
         handler = workflow.on_failure
         if handler is None:
             return
-        error = run.error or ErrorInfo(type="Error", message="unknown")
+        error = run.error or ErrorInfo(type=ErrorType.UNKNOWN, message="unknown")
         data = {
             "run_id": run.run_id,
             "workflow_id": run.workflow_id,
@@ -162,7 +160,7 @@ class Lifecycle:
                     )
                 if not step.settled:
                     break
-                kept.append(step.model_copy(update={"indexed": False, "raw": None}))
+                kept.append(step.model_copy(update={"indexed": False}))
         now = self.ports.clock.now()
         new_id = replay_run_id(run_id, workflow.id, now.isoformat())
         event = loaded.event
@@ -189,26 +187,30 @@ class Lifecycle:
     def resolve_step(
         self,
         run_id: str,
-        key: str,
+        key: StepKey,
         decide: Callable[[StepRecord | None], StepRecord | None],
         *,
-        current: StepRecord | None = None,
+        current: Stored | None = None,
     ) -> StepRecord | None:
         """Compare-and-set a step record of another run; `decide` maps current to new.
 
         `decide` returns None to leave the record alone. Returns the record written, or
-        None when nothing was written.
+        None when nothing was written. `current` is what the caller read (with its
+        revision), if it did.
         """
         store = self.ports.store
         known = current is not None
         for _ in range(8):
             if not known:
                 current = store.get_step(run_id, key)
-            new = decide(current)
+            new = decide(current.record if current is not None else None)
             if new is None:
                 return None
+            placed = new.model_copy(update={"key": key})
+            expected = current.revision if current is not None else None
             try:
-                return store.put_step(run_id, new.model_copy(update={"key": key}), expected=current)
+                store.put_step(run_id, placed, expected=expected)
+                return placed
             except StepConflict as conflict:
                 current, known = conflict.current, True
         raise RuntimeError(f"step {key} of run {run_id} kept changing; giving up this attempt")
@@ -227,7 +229,7 @@ class Lifecycle:
         if child.status is RunStatus.COMPLETED:
             outcome: dict[str, object] = {"status": StepStatus.COMPLETED, "output": child.output}
         else:
-            error = child.error or ErrorInfo(type="Error", message="child run failed")
+            error = child.error or ErrorInfo(type=ErrorType.UNKNOWN, message="child run failed")
             outcome = {
                 "status": StepStatus.FAILED,
                 "error": ErrorInfo(
@@ -252,7 +254,8 @@ class Lifecycle:
         written = self.resolve_step(parent.run_id, parent.step_key, decide)
         settled_by_us = written is not None
         if not settled_by_us:
-            current = self.ports.store.get_step(parent.run_id, parent.step_key)
+            stored = self.ports.store.get_step(parent.run_id, parent.step_key)
+            current = stored.record if stored is not None else None
             # Settled by this child earlier, perhaps by an attempt that crashed before
             # waking the parent: wake it again (a spare wake-up is harmless).
             settled_by_us = (
@@ -285,7 +288,7 @@ class Lifecycle:
                 update={
                     "status": RunStatus.CANCELLED,
                     "version": run.version + 1,
-                    "error": ErrorInfo(type=CANCELLED_ERROR_TYPE, message=reason),
+                    "error": ErrorInfo(type=ErrorType.CANCELLED, message=reason),
                     "ended_at": now,
                     "updated_at": now,
                     "lease": None,
@@ -338,7 +341,7 @@ class Lifecycle:
                     pass
             # Re-read and re-decide on a conflict: a resolver that settled a wait between
             # our load and our write must not leave it indexed on a cancelled run.
-            self.resolve_step(run_id, key, withdraw, current=step)
+            self.resolve_step(run_id, key, withdraw, current=loaded.stored(key))
         self.notify_parent(run)
         self.ports.store.delete_subscriptions(loaded.subscriptions)
 

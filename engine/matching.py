@@ -23,14 +23,8 @@ from datetime import datetime
 from engine.ids import subscription_key, waiter_key
 from engine.model import CancelSubscription, WaitSpec
 from sdk import CancelOn, Event, Trigger
-from sdk._expression import (
-    MISSING,
-    Budget,
-    Expression,
-    ExpressionBudgetError,
-    ExpressionError,
-    lookup,
-)
+from sdk._expression import Budget, Expression, ExpressionBudgetError, ExpressionError
+from sdk._paths import MISSING, lookup
 
 log = logging.getLogger("stepline.matching")
 

@@ -1,26 +1,22 @@
 """The durable records of a run, and the messages that move it.
 
 A run is one `RunRecord` (status, version, wake time, lease, output) plus its trigger
-`Event`, its cancel subscriptions and its `StepRecord`s, one per step position. The
-store keeps each record as a single JSON blob so that loading a run reads few
-attributes per item (moto's and DynamoDB's cost grows with them).
-
-Step positions are keys like "00003" (the fourth step of the workflow body) or
-"00003.00001.00000" (the first step of the second branch of a `parallel` at position
-3). They depend only on the order in which the code calls steps, so they are the same on
-every replay, whatever order parallel branches finish in.
+`Event`, its cancel subscriptions and its `StepRecord`s, one per step position (a
+`StepKey`, engine/ids.py). These are domain values: how a store encodes them, and the
+tokens it compares-and-sets them by, are the store's (engine/ports.py).
 """
 
 from __future__ import annotations
 
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from engine.ids import StepKey
 from sdk import Event
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -160,9 +156,8 @@ class InvokeSpec(_Record):
 class StepRecord(_Record):
     """The durable record of one step position."""
 
-    key: str = Field(default="", exclude=True)
-    # The stored JSON this record was read from, used for compare-and-set writes.
-    raw: str | None = Field(default=None, exclude=True)
+    # Where the step sits (not part of the stored record: the store keys it by this).
+    key: StepKey = Field(default=StepKey(), exclude=True)
     id: str
     kind: StepKind
     status: StepStatus
@@ -243,7 +238,7 @@ class ParentRef(_Record):
     """The step of another run that waits for this run (`step.invoke`)."""
 
     run_id: str
-    step_key: str
+    step_key: StepKey
     step_id: str
 
 
@@ -280,7 +275,7 @@ class RunRecord(_Record):
     # suspension first (and a poke overwrites `wake_at`); the next transition disarms it.
     armed_at: datetime | None = None
     # The step positions the latest invocation suspended at (empty unless suspended).
-    suspended_at: tuple[str, ...] = ()
+    suspended_at: tuple[StepKey, ...] = ()
     # When the latest invocation claimed the run. A sleep whose wake time is later was
     # never passed: a run cancelled before its timer was handled did not sleep through it.
     invoked_at: datetime | None = None
@@ -317,16 +312,6 @@ class CancelSubscription(_Record):
     expires_at: datetime | None = None
     # Written by earlier versions only (see WaitSpec.trigger).
     trigger: Event | None = None
-
-
-@dataclass
-class LoadedRun:
-    """A run as one Query returns it: the run, its trigger event, steps and subscriptions."""
-
-    run: RunRecord
-    event: Event
-    steps: dict[str, StepRecord] = field(default_factory=dict)
-    subscriptions: list[CancelSubscription] = field(default_factory=list)
 
 
 # "lease": look again at a run whose lease a live invocation held (see engine/runner.py).

@@ -3,39 +3,31 @@
 Real adapters live in `infra/` (DynamoDB, SQS, EventBridge Scheduler, EventBridge);
 in-memory fakes for unit tests of the pure engine live in `engine/testing.py`.
 
-Error contract: adapters raise only the exceptions defined here, chosen by the type of
-the failure (the AWS error code), never by its text:
+Adapters raise only the adapter-contract errors of engine/errors.py (`TransientError`,
+`PermanentError` and its kinds) and the conflicts (`RunConflict`, `StepConflict`, each
+carrying what is stored now); that module says what each one makes the engine do.
 
-    RunConflict, StepConflict   a lost compare-and-set, carrying what is stored now
-    TransientError              retrying may fix it (throttling, a 5xx, a timeout): the
-    │                           engine gives the message back to the queue for later
-    └── UnreachableError        the endpoint could not be connected to at all
-    PermanentError              retrying will not fix it: its message (and `remedy`) says
-    │                           what to fix, after which the dead-letter queue is redriven
-    ├── ItemTooLargeError       a record is over the item size limit
-    ├── ResourceMissingError    a table, queue, bus or schedule group does not exist
-    ├── AccessDeniedError       the credentials lack a permission
-    └── InvalidRequestError     the service refused the request as invalid
-
-Inside a run, a permanent error fails the message, not the run: an operator's fix and a
-redrive let it carry on. Two exceptions: an item too large fails the step or run it is
-about (Interpreter.record, Runner._apply), and the bus failing a `send_event` step is that
-step's failure, retried with its policy.
+Compare-and-set on step records: the store hands out a `Revision` with every step record
+it returns (`load`, `get_step`, `find_waiters`, a `StepConflict`) and with every write it
+makes (`put_step`); a write names the revision it expects to replace. What a revision
+holds is the store's business: the engine keeps it beside the record and passes it back
+unread (DynamoDB: the stored text; the in-memory fake: a counter). Records themselves
+carry no storage details.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from engine.ids import StepKey
 from engine.model import (
     CancelSubscription,
     CurrentStep,
     EventOutcome,
     Lease,
-    LoadedRun,
     RunRecord,
     RunStatus,
     StepRecord,
@@ -44,70 +36,42 @@ from engine.model import (
 from sdk import Event
 
 
-class TransientError(Exception):
-    """An infrastructure call failed after retries; the message should be retried later."""
+@dataclass(frozen=True, slots=True)
+class Revision:
+    """The store's opaque token for one stored version of a step record.
 
-
-class UnreachableError(TransientError):
-    """The service's endpoint could not be connected to (refused, connect timeout, DNS)."""
-
-
-class PermanentError(Exception):
-    """An infrastructure call failed in a way retrying will not fix.
-
-    `remedy` says what to do about it; once that is done, the messages that failed
-    meanwhile are sent back from their dead-letter queue (redriven).
+    Only the store that issued it reads `token`; two revisions are equal when they name
+    the same stored version.
     """
 
-    remedy = "fix the cause named in the error"
+    token: str
 
 
-class ItemTooLargeError(PermanentError):
-    """A record is over the store's item size limit (DynamoDB: 400 KB)."""
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """A step record as the store holds it, with the revision to compare-and-set it by."""
 
-    remedy = "keep what steps return and events carry under the documented limits"
-
-
-class ResourceMissingError(PermanentError):
-    """A table, queue, event bus or schedule group the adapter uses does not exist."""
-
-    remedy = (
-        "deploy the stack, or point the STEPLINE_* settings (and the region) at the "
-        "resources it created"
-    )
+    record: StepRecord
+    revision: Revision
 
 
-class AccessDeniedError(PermanentError):
-    """The credentials lack a permission the call needs (or are invalid)."""
+@dataclass
+class LoadedRun:
+    """A run as one Query returns it: the run, its trigger event, steps and subscriptions.
 
-    remedy = "grant the function's role the permission named in the error"
+    `revisions` holds the store's revision of each of `steps`, by the same keys.
+    """
 
+    run: RunRecord
+    event: Event
+    steps: dict[StepKey, StepRecord] = field(default_factory=dict)
+    subscriptions: list[CancelSubscription] = field(default_factory=list)
+    revisions: dict[StepKey, Revision] = field(default_factory=dict)
 
-class InvalidRequestError(PermanentError):
-    """The service refused the request as invalid (a validation error)."""
-
-    remedy = "fix what the error names; if it is Stepline's own request, report it as a bug"
-
-
-# Earlier names of the permanent branch, kept for callers written against them.
-AdapterError = PermanentError
-PayloadTooLarge = ItemTooLargeError
-
-
-class RunConflict(Exception):
-    """The run item changed since it was read (its version differs), or does not exist."""
-
-    def __init__(self, current: RunRecord | None) -> None:
-        super().__init__("run changed concurrently")
-        self.current = current
-
-
-class StepConflict(Exception):
-    """A step record changed since it was read, or already exists."""
-
-    def __init__(self, current: StepRecord | None) -> None:
-        super().__init__("step record changed concurrently")
-        self.current = current
+    def stored(self, key: StepKey) -> Stored | None:
+        """The step at `key` with its revision, or None if none is recorded there."""
+        record = self.steps.get(key)
+        return None if record is None else Stored(record, self.revisions[key])
 
 
 class Clock(Protocol):
@@ -171,16 +135,15 @@ class RunStore(Protocol):
         """Mark a non-terminal run due now (wake_at=EPOCH, version+1). False if terminal or absent."""
         ...
 
-    def put_step(
-        self, run_id: str, record: StepRecord, *, expected: StepRecord | None
-    ) -> StepRecord:
-        """Write a step record if the stored one is `expected` (None: absent), else StepConflict.
+    def put_step(self, run_id: str, record: StepRecord, *, expected: Revision | None) -> Revision:
+        """Write `record` at `record.key` if the stored version there is `expected` (None:
+        there is none), else raise StepConflict carrying what is stored.
 
-        Returns the record as stored (with `raw` set for the next compare-and-set).
+        Returns the revision of what it wrote, for the next compare-and-set.
         """
         ...
 
-    def get_step(self, run_id: str, key: str) -> StepRecord | None: ...
+    def get_step(self, run_id: str, key: StepKey | str) -> Stored | None: ...
 
     def delete_subscriptions(self, subscriptions: Sequence[CancelSubscription]) -> None: ...
 
@@ -198,8 +161,8 @@ class RunStore(Protocol):
 class MatchIndex(Protocol):
     """Finds the waits and cancel rules an event may satisfy, by exact index key."""
 
-    def find_waiters(self, index_key: str) -> list[tuple[str, StepRecord]]:
-        """(run_id, step record) of the steps waiting on this key."""
+    def find_waiters(self, index_key: str) -> list[tuple[str, Stored]]:
+        """(run_id, stored step record) of the steps waiting on this key."""
         ...
 
     def find_subscriptions(self, index_key: str) -> list[CancelSubscription]: ...

@@ -40,15 +40,14 @@ from enum import Enum
 from typing import Any
 
 from engine.codec import to_stored_json
-from engine.errors import StepOutputError
-from engine.interpreter import (
-    Abandoned,
-    Completed,
-    Failed,
-    Interpreter,
-    Outcome,
-    Suspended,
+from engine.errors import (
+    ErrorType,
+    ItemTooLargeError,
+    RunConflict,
+    StepOutputError,
+    TransientError,
 )
+from engine.interpreter import Interpreter
 from engine.lease import LeaseKeeper
 from engine.lifecycle import Lifecycle
 from engine.logcontext import bind, log_context, redacting, remember
@@ -57,12 +56,12 @@ from engine.model import (
     Delivery,
     ErrorInfo,
     Lease,
-    LoadedRun,
     RunRecord,
     RunStatus,
     WorkMessage,
 )
-from engine.ports import ItemTooLargeError, Ports, RunConflict, TransientError
+from engine.outcomes import Abandoned, Completed, Failed, Outcome, Suspended
+from engine.ports import LoadedRun, Ports
 from engine.settings import EngineSettings
 from sdk import App
 
@@ -297,7 +296,7 @@ class Runner:
         if workflow is None:
             return Failed(
                 ErrorInfo(
-                    type="UnknownWorkflowError",
+                    type=ErrorType.UNKNOWN_WORKFLOW,
                     message=f"run {run.run_id} belongs to workflow {run.workflow_id!r}, which "
                     f"app {self.app.name!r} does not define. Deploy code that defines it, or "
                     "cancel the run.",
@@ -346,7 +345,7 @@ class Runner:
         # nothing (a wait resolved by its event before its timeout, say).
         update["armed_at"] = update["wake_at"]
         # Where this invocation stopped: the next one replays up to there, and what the
-        # code does after it is new (its log lines are written then, see Interpreter).
+        # code does after it is new (its log lines are written then, see engine/session.py).
         update["suspended_at"] = (
             tuple(p.step_key for p in outcome.pending) if isinstance(outcome, Suspended) else ()
         )
@@ -365,7 +364,7 @@ class Runner:
                     "wake_at": None,
                     "ended_at": now,
                     "error": ErrorInfo(
-                        type="ItemTooLargeError",
+                        type=ErrorType.ITEM_TOO_LARGE,
                         message=f"run {run.run_id} could not be recorded: its item is over "
                         f"DynamoDB's 400 KB item size limit ({error}). Keep the workflow's "
                         f"return value under {self.settings.max_output_bytes:,} bytes of JSON.",

@@ -1,7 +1,8 @@
 """In-memory fakes of the ports, for unit tests of the pure engine.
 
-They keep the contracts of the real adapters (compare-and-set on run versions and step
-records, conflicts carrying the current record) without any AWS. Integration tests use
+They keep the contracts of the real adapters (compare-and-set on run versions and on
+step revisions, conflicts carrying what is stored) without any AWS. A step's revision is
+a counter here: each write of a step makes a new one, whatever the record holds. Integration tests use
 moto and the real adapters instead; these exist so the replay core can be tested in
 microseconds, and property-tested over thousands of shapes.
 
@@ -20,27 +21,24 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from engine.clock import ManualClock
+from engine.errors import RunConflict, StepConflict
 from engine.events import EventRouter
+from engine.ids import StepKey
 from engine.model import (
     CancelSubscription,
     CurrentStep,
     Delivery,
     EventOutcome,
     Lease,
-    LoadedRun,
     RunRecord,
     RunStatus,
     StepRecord,
     WorkMessage,
 )
-from engine.ports import Ports, RunConflict, StepConflict
+from engine.ports import LoadedRun, Ports, Revision, Stored
 from engine.runner import Runner
 from engine.settings import EngineSettings
 from sdk import App, Event
-
-
-def _dump(record: StepRecord) -> str:
-    return record.model_dump_json(exclude_none=True, exclude_defaults=True)
 
 
 class InMemoryStore:
@@ -49,7 +47,10 @@ class InMemoryStore:
     def __init__(self) -> None:
         self.runs: dict[str, RunRecord] = {}
         self.events: dict[str, Event] = {}
+        # run id -> step key (its text, as a store keys it) -> record, and its revision.
         self.steps: dict[str, dict[str, StepRecord]] = {}
+        self.revisions: dict[str, dict[str, Revision]] = {}
+        self._revision = itertools.count(1)
         self.subscriptions: dict[str, list[CancelSubscription]] = {}
         self.paths: dict[str, set[str | None]] = {}
         self.log: list[Event] = []
@@ -62,11 +63,14 @@ class InMemoryStore:
             run = self.runs.get(run_id)
             if run is None:
                 return None
+            steps = self.steps.get(run_id, {})
+            revisions = self.revisions.get(run_id, {})
             return LoadedRun(
                 run=run,
                 event=self.events[run_id],
-                steps=dict(self.steps.get(run_id, {})),
+                steps={record.key: record for record in steps.values()},
                 subscriptions=list(self.subscriptions.get(run_id, [])),
+                revisions={steps[text].key: revision for text, revision in revisions.items()},
             )
 
     def get_run(self, run_id: str) -> RunRecord | None:
@@ -126,24 +130,28 @@ class InMemoryStore:
             )
             return True
 
-    def put_step(
-        self, run_id: str, record: StepRecord, *, expected: StepRecord | None
-    ) -> StepRecord:
+    def put_step(self, run_id: str, record: StepRecord, *, expected: Revision | None) -> Revision:
         with self._lock:
+            text = str(record.key)
             steps = self.steps.setdefault(run_id, {})
-            current = steps.get(record.key)
-            if expected is None:
-                if current is not None:
-                    raise StepConflict(current)
-            elif current is None or current.raw != (expected.raw or _dump(expected)):
-                raise StepConflict(current)
-            stored = record.model_copy(update={"raw": _dump(record)})
-            steps[record.key] = stored
+            revisions = self.revisions.setdefault(run_id, {})
+            if revisions.get(text) != expected:
+                raise StepConflict(self._stored(run_id, text))
+            revision = Revision(str(next(self._revision)))
+            steps[text] = record
+            revisions[text] = revision
             self.step_writes += 1
-            return stored
+            return revision
 
-    def get_step(self, run_id: str, key: str) -> StepRecord | None:
-        return self.steps.get(run_id, {}).get(key)
+    def get_step(self, run_id: str, key: StepKey | str) -> Stored | None:
+        with self._lock:
+            return self._stored(run_id, str(key))
+
+    def _stored(self, run_id: str, text: str) -> Stored | None:
+        record = self.steps.get(run_id, {}).get(text)
+        if record is None:
+            return None
+        return Stored(record, self.revisions[run_id][text])
 
     def delete_subscriptions(self, subscriptions: Sequence[CancelSubscription]) -> None:
         with self._lock:
@@ -170,12 +178,12 @@ class InMemoryStore:
         ]
         return sorted(runs, key=lambda run: run.created_at, reverse=True)[:limit]
 
-    def find_waiters(self, index_key: str) -> list[tuple[str, StepRecord]]:
+    def find_waiters(self, index_key: str) -> list[tuple[str, Stored]]:
         with self._lock:
             return [
-                (run_id, record)
+                (run_id, Stored(record, self.revisions[run_id][text]))
                 for run_id, steps in self.steps.items()
-                for record in steps.values()
+                for text, record in steps.items()
                 if record.index_key == index_key
             ]
 

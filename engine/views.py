@@ -9,12 +9,12 @@ from typing import Any
 from engine.model import (
     AttemptFailure,
     ErrorInfo,
-    LoadedRun,
     RunRecord,
     RunStatus,
     StepRecord,
     StepStatus,
 )
+from engine.ports import LoadedRun
 from sdk import Event
 
 
@@ -118,7 +118,7 @@ class StepView:
             error=record.error,
             started_at=record.started_at,
             ended_at=ended_at,
-            position=record.key,
+            position=str(record.key),
             wake_at=record.wake_at,
             failures=record.failures,
             detail=detail,

@@ -6,7 +6,7 @@ connected to) or a `PermanentError` (retrying will not: `ItemTooLargeError`,
 `ResourceMissingError`, `AccessDeniedError`, `InvalidRequestError`), chosen by the
 exception class and the AWS error code, never by the text of the message. (DynamoDB
 reports an item over 400 KB with the generic `ValidationException`; only there does the
-message tell which validation failed.) See engine/ports.py for what each one makes the
+message tell which validation failed.) See engine/errors.py for what each one makes the
 engine do.
 """
 
@@ -21,7 +21,7 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from engine.ports import (
+from engine.errors import (
     AccessDeniedError,
     InvalidRequestError,
     ItemTooLargeError,

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
-from engine.ports import AccessDeniedError, InvalidRequestError, TransientError
+from engine.errors import AccessDeniedError, InvalidRequestError, TransientError
 from infra.aws_errors import ACCESS_CODES, TRANSIENT_CODES, aws_error
 from sdk import Event
 

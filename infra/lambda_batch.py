@@ -18,9 +18,9 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from engine.errors import PermanentError, TransientError
 from engine.logcontext import log_context
 from engine.model import EPOCH
-from engine.ports import PermanentError, TransientError
 from infra.eventbridge import decode_envelope
 from infra.logs import configure_lambda_logging, redact
 from infra.settings import Settings

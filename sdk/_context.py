@@ -1,7 +1,10 @@
 """What a workflow function receives: `Context`, and through it the durable `Step` API.
 
 `Step` and `AsyncStep` are interfaces; the engine supplies the implementation that
-records each step and replays recorded ones. A sync workflow (`def`) gets a `Context`
+records each step and replays recorded ones (engine/steps.py binds each method by name to
+one operation of engine/operations/, so a new method here needs one there).
+`tests/test_step_api.py` pins that the two declare the same methods with the same
+parameters. A sync workflow (`def`) gets a `Context`
 whose steps return values; an `async def` workflow gets an `AsyncContext` whose steps are
 awaited. Both behave the same way:
 

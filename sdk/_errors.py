@@ -7,14 +7,17 @@ The tree::
     ├── RetryAfterError              raise inside a step: retry after the given delay
     ├── StepError                    raised into the workflow when a step (or an invoked
     │                                child run) has failed for good; catch it to recover
-    ├── NonDeterminismError          the code no longer matches the recorded history;
-    │                                the run fails (user code cannot catch it)
+    ├── NonDeterminismError          raised at a step call that does not match the
+    │                                recorded history; the run fails even if the code
+    │                                catches it (and every later step call raises it again)
     └── WorkflowDefinitionError      a bad argument to App.workflow, Trigger, CancelOn or a
         (also a ValueError)          step call: a malformed duration, CEL expression, id
 
 "Fail the run" and "retry the invocation" are different things: every error above is
 about a run. Infrastructure trouble (throttling, a lost Lambda) never surfaces here; the
-engine retries the invocation instead.
+engine retries the invocation instead. The engine's own errors (suspension and the other
+step-control exceptions, the adapter contract, the error types it records) are drawn in
+engine/errors.py.
 """
 
 from __future__ import annotations

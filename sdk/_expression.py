@@ -1,4 +1,4 @@
-"""Match expressions: `match="data.userId"` paths and `if_=` CEL expressions.
+"""Match expressions: `if_=` CEL expressions (`match=` paths are sdk/_paths.py).
 
 A CEL expression sees two variables, as in Inngest: `event`, the run's triggering event,
 and `async`, the incoming event being matched. Each is a map with `name`, `data`, `id`
@@ -31,13 +31,10 @@ from __future__ import annotations
 
 import datetime
 import json
-import re
 from typing import Any
 
 from sdk._errors import WorkflowDefinitionError
 from sdk._event import Event
-
-_MATCH_PATH = re.compile(r"^data(\.[^.\s]+)+$")
 
 #: Steps one evaluation may take: nodes of the expression visited (a comprehension such
 #: as `exists()` visits its body once per element), plus the values of the event it
@@ -65,43 +62,6 @@ class ExpressionError(Exception):
 
 class ExpressionBudgetError(ExpressionError):
     """The expression needed more steps than its budget allows on this event."""
-
-
-class Missing:
-    """The value of a path an event does not have."""
-
-    def __repr__(self) -> str:
-        return "MISSING"
-
-
-MISSING = Missing()
-
-
-def check_match_path(path: str, *, what: str) -> str:
-    """Validate a `match=` path such as "data.userId"."""
-    if not isinstance(path, str) or not _MATCH_PATH.match(path):
-        raise WorkflowDefinitionError(
-            f"{what}: match={path!r} is not a field path; use the dotted path of a field "
-            "of the event's data, like 'data.userId' or 'data.order.id'"
-        )
-    return path
-
-
-def lookup(event: Event, path: str) -> Any:
-    """The value at a dotted path ("data.a.b") of an event, or MISSING."""
-    parts = path.split(".")
-    value: Any = event.data
-    for part in parts[1:]:
-        if isinstance(value, dict) and part in value:
-            value = value[part]
-        else:
-            return MISSING
-    return value
-
-
-def canonical(value: Any) -> str:
-    """A stable text form of a matched value, used in index keys (1 and "1" differ)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def event_as_map(event: Event) -> dict[str, Any]:

@@ -7,7 +7,8 @@ from datetime import timedelta
 
 from sdk._duration import Duration, parse_duration
 from sdk._errors import WorkflowDefinitionError
-from sdk._expression import Expression, check_match_path
+from sdk._expression import Expression
+from sdk._paths import check_match_path
 
 
 @dataclass(frozen=True, init=False)

@@ -7,7 +7,7 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
-from engine.ports import TransientError
+from engine.errors import TransientError
 from infra.local import LocalRuntime
 from sdk import App, Context, Event
 from tests.conftest import START

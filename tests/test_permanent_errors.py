@@ -1,6 +1,6 @@
 """Errors classified by type, and what a permanent one makes happen (issue 10, item 12).
 
-Each adapter maps AWS error codes to the engine's contract (engine/ports.py): retrying
+Each adapter maps AWS error codes to the engine's contract (engine/errors.py): retrying
 may fix a `TransientError`; it will not fix a `PermanentError` (item too large, missing
 resource, access denied, invalid request), which the handlers log as permanent with
 what to do, and which never fails a run for an operator's mistake.
@@ -19,8 +19,7 @@ from botocore.exceptions import ClientError, ConnectTimeoutError
 from botocore.stub import Stubber
 
 from engine.clock import ManualClock
-from engine.model import WorkMessage
-from engine.ports import (
+from engine.errors import (
     AccessDeniedError,
     InvalidRequestError,
     ItemTooLargeError,
@@ -29,6 +28,7 @@ from engine.ports import (
     TransientError,
     UnreachableError,
 )
+from engine.model import WorkMessage
 from infra.dynamo import DynamoStore
 from infra.eventbridge import EventBridgeBus
 from infra.local import LocalRuntime

@@ -101,7 +101,7 @@ def test_an_event_resolves_only_waits_it_matches_even_through_a_stray_index_entr
         [run_a] = rt.send(Event(name="doc/submitted", data={"doc": "a"}))
         [run_b] = rt.send(Event(name="doc/submitted", data={"doc": "b"}))
         a_wait = rt.services.store.get_step(run_a, "00000")
-        item = rt.services.store._step_item(run_a, a_wait, a_wait.raw)
+        item = rt.services.store._step_item(run_a, a_wait.record)
         item["g1pk"] = {"S": waiter_key("doc/approved", "data.doc", "b")}
         rt.clients.dynamodb.put_item(TableName=rt.settings.table, Item=item)
 

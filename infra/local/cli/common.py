@@ -28,7 +28,7 @@ from botocore.exceptions import (
     NoRegionError,
 )
 
-from engine.ports import (
+from engine.errors import (
     AccessDeniedError,
     PermanentError,
     ResourceMissingError,

@@ -10,8 +10,8 @@ from typing import Any
 
 import typer
 
+from engine.errors import PermanentError, TransientError
 from engine.model import EventOutcome
-from engine.ports import PermanentError, TransientError
 from infra.dynamo import DynamoStore
 from infra.eventbridge import EventBridgeBus, EventTooLargeError
 from infra.local.cli.common import (

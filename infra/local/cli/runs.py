@@ -9,7 +9,8 @@ from enum import StrEnum
 
 import typer
 
-from engine.model import LoadedRun, RunStatus
+from engine.model import RunStatus
+from engine.ports import LoadedRun
 from engine.views import RunView, history_of, running_step
 from infra.local import render
 from infra.local.cli.common import (

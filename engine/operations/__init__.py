@@ -1,0 +1,29 @@
+"""The durable operations, one module each, and the registry that binds them to `ctx.step`.
+
+Each operation is an `async def` written once against the invocation's `Session`
+(engine/session.py), starting with its replay branch; it awaits effects (engine/driver.py)
+rather than doing I/O, so the same code serves sync and `async def` workflows.
+
+`OPERATIONS` maps each method of `sdk.Step` / `sdk.AsyncStep` to its implementation;
+engine/steps.py binds them by name. A new operation is a new module here, one line
+below, and its declaration in both `Step` and `AsyncStep` (tests pin that the three
+agree).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from engine.driver import Operation
+from engine.operations import invoke, parallel, run, send, sleep, wait
+
+OPERATIONS: Mapping[str, Callable[..., Operation[Any]]] = {
+    "run": run.run,
+    "sleep": sleep.sleep,
+    "sleep_until": sleep.sleep_until,
+    "wait_for_event": wait.wait_for_event,
+    "send_event": send.send_event,
+    "invoke": invoke.invoke,
+    "parallel": parallel.parallel,
+}
