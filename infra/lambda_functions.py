@@ -28,6 +28,7 @@ from infra.lambda_batch import (
     process_batch,
     receive_count,
     remaining_seconds,
+    run_of,
 )
 from infra.wiring import Services
 
@@ -46,7 +47,7 @@ def handle_work(
         delivery = Delivery(message_id=record.message_id, receive_count=receive_count(record))
         svc.runner.handle(message, delivery, time_left)
 
-    return process_batch(event, "work", handle, svc)
+    return process_batch(event, "work", handle, svc, group_of=run_of)
 
 
 def handle_trigger(

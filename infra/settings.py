@@ -56,6 +56,9 @@ class Settings(BaseModel):
     suspend_margin: timedelta = timedelta(seconds=30)
     lease: timedelta = timedelta(seconds=60)
     visibility_timeout: int = 0
+    # Messages of different runs (or different events) a handler works on at once within
+    # one batch; not an environment variable (the Lambda default suits every function).
+    batch_concurrency: int = 10
     redact_fields: tuple[str, ...] = ()
     region: str | None = None
     endpoint_url: str | None = None

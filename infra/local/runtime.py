@@ -159,7 +159,9 @@ class LocalRuntime:
             self.queue_urls = created.queue_urls
             self.dlq_urls = created.dlq_urls
             self.settings = created.settings.model_copy(
-                update={"region": REGION, **self._settings_overrides}
+                # One message at a time unless asked: virtual-time tests stay deterministic
+                # (Lambda and the workers handle different runs of a batch concurrently).
+                update={"region": REGION, "batch_concurrency": 1, **self._settings_overrides}
             )
             self._queue_arns = {
                 self.clients.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])[
