@@ -9,8 +9,10 @@
     │   │                        one stops without writing anything more
     │   └── RunHalted            the invocation lost its claim on the run before a new step
     │                            (cancelled, or taken over); see engine/lease.py
-    └── InfrastructureFailure    a port failed inside a run (wraps a TransientError or a
-                                 PermanentError); the message goes back to the queue
+    ├── InfrastructureFailure    a port failed inside a run (wraps a TransientError or a
+    │                            PermanentError); the message goes back to the queue
+    └── ContinueAsNew            `ctx.continue_as_new(data)`: the run ends, and a fresh
+                                 run of the same workflow starts with `data`
 
     Exception
     ├── TransientError           the adapter contract, by permanence: retrying may fix it
@@ -50,7 +52,7 @@ names of exceptions raised by user code. They are stored and shown to users
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
     from engine.model import ErrorInfo, RunRecord
@@ -83,9 +85,17 @@ class InfrastructureFailure(BaseException):
         self.error = error
 
 
+class ContinueAsNew(BaseException):
+    """`ctx.continue_as_new(data)`: end the run and start a fresh one with `data`."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        super().__init__("continue as new")
+        self.data = data
+
+
 # The exceptions a parallel branch hands to its join as "the invocation ends", not as the
 # branch's failure.
-CONTROL_FLOW = (SuspendRun, FailRun, Superseded, InfrastructureFailure)
+CONTROL_FLOW = (SuspendRun, FailRun, Superseded, InfrastructureFailure, ContinueAsNew)
 
 # -- the adapter contract ------------------------------------------------------------
 

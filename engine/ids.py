@@ -149,6 +149,11 @@ def failure_run_id(workflow_id: str, failed_run_id: str) -> str:
     return f"{workflow_id}-{_digest('on-failure-run', failed_run_id)}"
 
 
+def continued_run_id(workflow_id: str, run_id: str) -> str:
+    """The run that continues `run_id` (`ctx.continue_as_new`): one per run."""
+    return f"{workflow_id}-{_digest('continued-run', run_id)}"
+
+
 def replay_run_id(original_run_id: str, workflow_id: str, nonce: str) -> str:
     """A new run re-running `original_run_id`; the nonce makes each replay distinct."""
     return f"{workflow_id}-{_digest('replay-run', original_run_id, nonce)}"

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from engine.errors import ErrorType, RunConflict, StepConflict
-from engine.ids import StepKey, failure_run_id, replay_run_id, run_id_for
+from engine.ids import StepKey, continued_run_id, failure_run_id, replay_run_id, run_id_for
 from engine.matching import subscription_key_for
 from engine.model import (
     CancelSubscription,
@@ -64,6 +64,7 @@ class Lifecycle:
         *,
         run_id: str | None = None,
         parent: ParentRef | None = None,
+        continued_from: str | None = None,
     ) -> StartedRun:
         """`start_run`, also saying whether this call created the run or it existed."""
         now = self.ports.clock.now()
@@ -71,7 +72,13 @@ class Lifecycle:
             event = event.model_copy(update={"ts": now})
         run_id = run_id or run_id_for(workflow.id, event.id)
         run = _queued_run(
-            run_id, workflow, event, now, parent=parent, secret=self.ports.clock.token()
+            run_id,
+            workflow,
+            event,
+            now,
+            parent=parent,
+            secret=self.ports.clock.token(),
+            continued_from=continued_from,
         )
         subscriptions = self._subscriptions(workflow, run_id, event, now)
         existing = self.ports.store.create_run(run, event, subscriptions)
@@ -82,6 +89,26 @@ class Lifecycle:
             # may have crashed between creating it and enqueuing.
             self.ports.queue.enqueue(WorkMessage(run_id=run_id, reason="start"))
         return StartedRun(run_id, created=existing is None)
+
+    def continue_as_new(self, workflow: Workflow, loaded: LoadedRun, data: dict[str, Any]) -> str:
+        """Start the run that continues `loaded` (`ctx.continue_as_new(data)`); its id.
+
+        Idempotent: the continuation's id derives from the run it continues. It inherits
+        the event's name and the run's parent (a waiting `step.invoke` gets the output of
+        the last run of the chain), and starts with `data` and an empty history.
+        """
+        run = loaded.run
+        new_id = continued_run_id(workflow.id, run.run_id)
+        event = Event(name=loaded.event.name, data=data, id=new_id, ts=self.ports.clock.now())
+        self.start(workflow, event, run_id=new_id, parent=run.parent, continued_from=run.run_id)
+        log.info("run %s continues as new run %s", run.run_id, new_id)
+        return new_id
+
+    def ensure_started(self, run_id: str) -> None:
+        """Re-send the start message of a run that exists but never started (repair)."""
+        run = self.ports.store.get_run(run_id)
+        if run is not None and run.status is RunStatus.QUEUED:
+            self.ports.queue.enqueue(WorkMessage(run_id=run_id, reason="start"))
 
     def _subscriptions(
         self, workflow: Workflow, run_id: str, event: Event, now: datetime

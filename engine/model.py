@@ -271,6 +271,9 @@ class RunRecord(_Record):
     # For a run started by `replay`: the run it re-runs, and the step it re-ran from.
     replay_of: str | None = None
     replay_from: str | None = None
+    # `ctx.continue_as_new`: the run this one continues, and the run that continues it.
+    continued_from: str | None = None
+    continued_as: str | None = None
     # The wake-up the latest suspension armed. An event or a child's result can end the
     # suspension first (and a poke overwrites `wake_at`); the next transition disarms it.
     armed_at: datetime | None = None

@@ -44,7 +44,7 @@ class Revision:
     the same stored version.
     """
 
-    token: str
+    token: str | bytes
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,9 +60,9 @@ from engine.model import (
     RunStatus,
     WorkMessage,
 )
-from engine.outcomes import Abandoned, Completed, Failed, Outcome, Suspended
+from engine.outcomes import Abandoned, Completed, ContinuedAsNew, Failed, Outcome, Suspended
 from engine.ports import LoadedRun, Ports
-from engine.settings import EngineSettings
+from engine.settings import HISTORY_WARNING_STEPS, EngineSettings
 from sdk import App
 
 log = logging.getLogger("stepline.engine")
@@ -131,6 +131,14 @@ class Runner:
             return
         run = loaded.run
         bind(function_id=run.workflow_id)
+        if len(loaded.steps) >= HISTORY_WARNING_STEPS and not run.status.terminal:
+            log.warning(
+                "run %s has %d recorded steps: every resume loads and replays them all, "
+                "which slows as the history grows; carry long-lived work on with "
+                "ctx.continue_as_new(data)",
+                run.run_id,
+                len(loaded.steps),
+            )
         _remember_run(loaded, self.settings)
         now = self.ports.clock.now()
         admission = self._admit(run, message, delivery, now)
@@ -328,7 +336,14 @@ class Runner:
                 update.update(status=RunStatus.COMPLETED, output=output, ended_at=now)
             except StepOutputError as error:
                 outcome = Failed(ErrorInfo.from_exception(error, with_traceback=False))
-        if isinstance(outcome, Failed):
+        if isinstance(outcome, ContinuedAsNew):
+            # The continuation first (idempotent on its id): a crash before the write
+            # below replays into the same call, and the run never ends without it.
+            workflow = self.app.get(run.workflow_id)
+            assert workflow is not None  # _execute fails a run of an unknown workflow
+            continued = self.lifecycle.continue_as_new(workflow, loaded, outcome.data)
+            update.update(status=RunStatus.COMPLETED, continued_as=continued, ended_at=now)
+        elif isinstance(outcome, Failed):
             update.update(status=RunStatus.FAILED, error=outcome.error, ended_at=now)
         elif isinstance(outcome, Suspended):
             if any(pending.kind == "continue" for pending in outcome.pending):
@@ -395,7 +410,11 @@ class Runner:
                 self.ports.timers.arm(run.run_id, run.wake_at)
         elif run.status.terminal:
             self.ports.store.delete_subscriptions(loaded.subscriptions)
-            if run.parent is not None:
+            if run.continued_as is not None:
+                # Its continuation carries its parent, which the last run of the chain
+                # notifies; here only make sure the continuation got its start message.
+                self.lifecycle.ensure_started(run.continued_as)
+            elif run.parent is not None:
                 self.lifecycle.notify_parent(run)
             workflow = self.app.get(run.workflow_id)
             if run.status is RunStatus.FAILED and workflow is not None:

@@ -43,12 +43,14 @@ from typing import Any, Literal, NoReturn, TypeVar
 from engine.codec import to_stored_json
 from engine.driver import Io
 from engine.errors import (
+    ContinueAsNew,
     ErrorType,
     FailRun,
     InfrastructureFailure,
     ItemTooLargeError,
     PermanentError,
     StepConflict,
+    StepOutputError,
     Superseded,
     SuspendRun,
     TransientError,
@@ -250,6 +252,16 @@ class Session:
         """Fail the run, whatever the code does (it cannot catch FailRun by accident)."""
         self.fatal = error
         raise FailRun(error)
+
+    def continue_as_new(self, data: dict[str, Any]) -> NoReturn:
+        """`ctx.continue_as_new(data)`: end the invocation with a fresh run to start."""
+        try:
+            encoded = self.encode("continue_as_new data", data)
+        except StepOutputError as error:
+            raise WorkflowDefinitionError(str(error)) from None
+        if not isinstance(encoded, dict):
+            raise WorkflowDefinitionError("continue_as_new takes a JSON object (a dict)")
+        raise ContinueAsNew(encoded)
 
     def _raise_fatal(self) -> NoReturn:
         assert self.fatal is not None

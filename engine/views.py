@@ -35,6 +35,8 @@ class RunView:
     event: Event | None = None
     replay_of: str | None = None
     replay_from: str | None = None
+    continued_from: str | None = None
+    continued_as: str | None = None
 
     @classmethod
     def of(cls, run: RunRecord, event: Event | None = None) -> RunView:
@@ -54,6 +56,8 @@ class RunView:
             event=event,
             replay_of=run.replay_of,
             replay_from=run.replay_from,
+            continued_from=run.continued_from,
+            continued_as=run.continued_as,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -71,6 +75,8 @@ class RunView:
             "parent_run_id": self.parent_run_id,
             "replay_of": self.replay_of,
             "replay_from": self.replay_from,
+            "continued_from": self.continued_from,
+            "continued_as": self.continued_as,
         }
 
 

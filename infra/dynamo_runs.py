@@ -44,7 +44,9 @@ from infra.dynamo_table import (
     n,
     run_pk,
     s,
+    step_attribute,
     step_sk,
+    step_value,
 )
 from sdk import Event
 
@@ -231,15 +233,15 @@ class RunItems(DynamoTable):
         return True
 
     def put_step(self, run_id: str, record: StepRecord, *, expected: Revision | None) -> Revision:
-        text = encode_step(record)
-        item = self._step_item(run_id, record, text)
+        stored = encode_step(record)
+        item = self._step_item(run_id, record, stored)
         condition: dict[str, Any]
         if expected is None:
             condition = {"ConditionExpression": "attribute_not_exists(pk)"}
         else:
             condition = {
-                "ConditionExpression": "r = :expected",
-                "ExpressionAttributeValues": {":expected": s(expected.token)},
+                "ConditionExpression": f"{step_attribute(expected.token)} = :expected",
+                "ExpressionAttributeValues": {":expected": step_value(expected.token)},
             }
         try:
             self._client.put_item(
@@ -252,14 +254,14 @@ class RunItems(DynamoTable):
             if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 old: Item | None = error.response.get("Item")  # type: ignore[assignment]
                 current = self._stored_from(old) if old else None
-                if current is not None and current.revision.token == text:
+                if current is not None and current.revision.token == stored:
                     # Our own write, committed by an attempt whose response was lost.
                     return current.revision
                 raise StepConflict(current) from None
             raise self._translate(error) from None
         except BotoCoreError as error:
             raise self._translate(error) from None
-        return Revision(text)
+        return Revision(stored)
 
     def write_steps(self, records: Sequence[tuple[str, StepRecord]]) -> None:
         """Write (run id, step record) pairs unconditionally, 25 per request.

@@ -1,9 +1,12 @@
 """The DynamoDB table under `DynamoStore`: the client, error translation, and item encoding.
 
 Everything about how records become items lives here: the key formats (`RUN#<run>`,
-`STEP#<step key>`, ...), the run item's columns, and the step item's blob. Step items
-are compare-and-set by their stored text (`r`): the `Revision` handed out with a step
-record is that text, so items written before revisions existed need no migration. The
+`STEP#<step key>`, ...), the run item's columns, and the step item's blob: JSON text in
+`r`, or, over `COMPRESS_OVER` bytes, zlib-compressed JSON in `z` (so a record with a
+~1 KB output costs one write unit). Step items are compare-and-set by their stored value:
+the `Revision` handed out with a step record is that value, exactly as read or written
+(never re-encoded, which a different zlib could do differently), so items written
+before revisions existed need no migration. The
 rest of the engine sees `StepKey`s, records and opaque revisions, never an item.
 
 Error translation: a failed call becomes the engine's adapter-contract error, chosen by
@@ -13,6 +16,7 @@ error code (infra/aws_errors.py); no `ClientError` or `BotoCoreError` leaves the
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -86,9 +90,30 @@ def lease_identity(lease: Lease) -> str:
     return lease.model_dump_json(include=_LEASE_IDENTITY)
 
 
-def encode_step(record: StepRecord) -> str:
-    """A step record's stored text: also its revision once written."""
-    return record.model_dump_json(exclude_none=True, exclude_defaults=True)
+# A step record whose JSON is longer than this is stored compressed (`z`, binary), so a
+# record holding a ~1 KB output still fits DynamoDB's 1 KB write unit (JSON compresses
+# 2-4x); shorter ones stay readable text (`r`). Records written either way read back.
+COMPRESS_OVER = 900
+
+
+def encode_step(record: StepRecord) -> str | bytes:
+    """A step record's stored value (text, or zlib-compressed text): also its revision
+    once written. Compressed only when that is shorter."""
+    text = record.model_dump_json(exclude_none=True, exclude_defaults=True)
+    if len(text) > COMPRESS_OVER:
+        packed = zlib.compress(text.encode(), 6)
+        if len(packed) < len(text):
+            return packed
+    return text
+
+
+def step_value(stored: str | bytes) -> AttributeValueTypeDef:
+    """The attribute holding a step record's stored value, keyed by its form."""
+    return {"B": stored} if isinstance(stored, bytes) else {"S": stored}
+
+
+def step_attribute(stored: str | bytes) -> str:
+    return "z" if isinstance(stored, bytes) else "r"
 
 
 class DynamoTable:
@@ -180,12 +205,13 @@ class DynamoTable:
         return RunRecord.model_validate(data)
 
     @staticmethod
-    def _step_item(run_id: str, record: StepRecord, text: str | None = None) -> Item:
-        """The item of a step record; `text` is its stored form (encoded if not given)."""
+    def _step_item(run_id: str, record: StepRecord, stored: str | bytes | None = None) -> Item:
+        """The item of a step record; `stored` is its stored value (encoded if not given)."""
+        value = encode_step(record) if stored is None else stored
         item: Item = {
             "pk": run_pk(run_id),
             "sk": step_sk(record.key),
-            "r": s(encode_step(record) if text is None else text),
+            step_attribute(value): step_value(value),
         }
         index_key = record.index_key
         if index_key is not None:
@@ -195,7 +221,12 @@ class DynamoTable:
 
     @staticmethod
     def _stored_from(item: Item) -> Stored:
-        text = item["r"]["S"]
+        stored: str | bytes
+        if "z" in item:
+            stored = bytes(item["z"]["B"])
+            text: str | bytes = zlib.decompress(stored)
+        else:
+            stored = text = item["r"]["S"]
         key = StepKey.parse(item["sk"]["S"].removeprefix(STEP_PREFIX))
         record = StepRecord.model_validate_json(text).model_copy(update={"key": key})
-        return Stored(record, Revision(text))
+        return Stored(record, Revision(stored))

@@ -22,7 +22,7 @@ import abc
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar, overload
 
 from sdk._duration import Duration
 from sdk._event import Event
@@ -147,17 +147,32 @@ class _ContextBase:
         workflow_id: str,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
         attempt: Callable[[], int],
+        continue_as_new: Callable[[dict[str, Any]], NoReturn] | None = None,
     ) -> None:
         self.event = event
         self.run_id = run_id
         self.workflow_id = workflow_id
         self.logger = logger
         self._attempt = attempt
+        self._continue_as_new = continue_as_new
 
     @property
     def attempt(self) -> int:
         """The zero-based attempt of the step now executing (0 outside a step)."""
         return self._attempt()
+
+    def continue_as_new(self, data: dict[str, Any] | None = None) -> NoReturn:
+        """End this run and start a fresh run of the same workflow, with an empty history,
+        whose `ctx.event.data` is `data` (a JSON object).
+
+        For work that goes on and on (a poller, a drip that never ends, a loop over pages):
+        each resume loads and replays a run's whole history, so carry the state forward in
+        `data` instead of letting the history grow. The run ends COMPLETED, naming its
+        continuation; a parent waiting on it (`step.invoke`) gets the last run's output.
+        """
+        if self._continue_as_new is None:
+            raise RuntimeError("continue_as_new works only inside a running workflow")
+        self._continue_as_new(dict(data or {}))
 
 
 class Context(_ContextBase):

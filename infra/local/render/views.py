@@ -18,6 +18,7 @@ from rich.measure import Measurement
 from rich.panel import Panel
 from rich.text import Text
 
+from engine.settings import HISTORY_WARNING_STEPS
 from engine.views import RunningStep, RunView, StepView
 from infra.local.render.layout import Column, Fields, Rows
 
@@ -213,6 +214,10 @@ class Timeline:
             )
         if run.parent_run_id:
             lines.append(Fields(f"child of run {run.parent_run_id}"))
+        if run.continued_from:
+            lines.append(Fields(f"continues run {run.continued_from}"))
+        if run.continued_as:
+            lines.append(Fields(f"continued as new run {run.continued_as}"))
         return lines
 
     def _footer(self) -> list[RenderableType]:
@@ -226,6 +231,16 @@ class Timeline:
             parts.append(Fields(Text(f"now running: {self.running.describe()}", "cyan")))
         elif run.wake_at is not None:
             parts.append(Text(f"next wake-up: {when(run.wake_at)}", style="yellow"))
+        if len(self.steps) >= HISTORY_WARNING_STEPS:
+            parts.append(
+                Text(
+                    f"this run has {len(self.steps):,} recorded steps: every resume loads "
+                    "and replays them all; carry long-lived work on with "
+                    "ctx.continue_as_new(data)",
+                    style="yellow",
+                    overflow="fold",
+                )
+            )
         for step in self.steps:
             if step.child_run_id:
                 parts.append(Fields(f"step {step.id} invoked run {step.child_run_id}"))
