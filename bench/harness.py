@@ -172,7 +172,7 @@ def item_size(item: dict[str, Any]) -> int:
 
 
 # The table's indexes (infra/resources.py): which attribute keys each, and its projection.
-_INDEXES = {"waiters": ("g1pk", "g1sk", "ALL"), "runs": ("g2pk", "g2sk", "KEYS_ONLY")}
+_INDEXES = {"runs": ("g2pk", "g2sk", "KEYS_ONLY")}
 
 
 def _index_units(old: dict[str, Any] | None, new: dict[str, Any] | None) -> float:

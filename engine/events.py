@@ -167,7 +167,7 @@ class EventRouter:
         if spec is None:
             return 0
         if waiter.status is StepStatus.COMPLETED:
-            if isinstance(waiter.output, dict) and waiter.output.get("id") == event.id:
+            if _resolved_by(waiter, event):
                 # Resolved by this very event before; the wake-up may have been lost.
                 self.lifecycle.wake(run_id, "event")
             return 0
@@ -184,8 +184,14 @@ class EventRouter:
         if not wait_matches(spec, event, trigger):
             return 0
         now = self.ports.clock.now()
+        seen_before = False
 
         def settle(current: StepRecord | None) -> StepRecord | None:
+            nonlocal seen_before
+            if current is not None and _resolved_by(current, event):
+                # What the index showed was older than the step: this event had already
+                # resolved it, and the wake-up may have been lost.
+                seen_before = True
             if current is None or current.status is not StepStatus.WAITING:
                 return None
             # Stays indexed until the run has seen it (see StepRecord.indexed).
@@ -198,6 +204,8 @@ class EventRouter:
             )
 
         if self.lifecycle.resolve_step(run_id, waiter.key, settle, current=stored) is None:
+            if seen_before:
+                self.lifecycle.wake(run_id, "event")
             return 0
         self.lifecycle.wake(run_id, "event")
         return 1
@@ -240,6 +248,15 @@ class EventRouter:
         if cancelled:
             log.info("event %s (%s) cancelled %d run(s)", event.id, event.name, cancelled)
         return cancelled
+
+
+def _resolved_by(waiter: StepRecord, event: Event) -> bool:
+    output = waiter.output
+    return (
+        waiter.status is StepStatus.COMPLETED
+        and isinstance(output, dict)
+        and output.get("id") == event.id
+    )
 
 
 def _shorten(text: str, limit: int = 200) -> str:

@@ -205,6 +205,17 @@ def subscription_key(workflow_id: str, rule_index: int, value: object | None) ->
     )
 
 
+def is_shared_key(key: str) -> bool:
+    """Is `key` shared by every run waiting on an event name without `match`?
+
+    `WAIT#<event name>#*` and `CANCEL#<workflow>#<rule>#*`: the only index keys whose
+    holders grow with the app's traffic rather than one user's, so the store spreads
+    them over several partitions (infra/dynamo_table.py). A matched value never makes a
+    key end in `#*`: its canonical JSON text is quoted, a number, or a structure.
+    """
+    return key.endswith("#*")
+
+
 def _bounded(prefix: str, readable: str, kind: str, *parts: object) -> str:
     """`prefix + readable` if it fits a partition key, else `prefix` + "~" + a digest."""
     key = prefix + readable

@@ -15,7 +15,6 @@ from infra.clients import Clients
 from infra.settings import DEFAULT_EVENT_BUS, Settings
 
 TABLE_KEYS = ("pk", "sk")
-WAITERS_INDEX = "waiters"
 RUNS_INDEX = "runs"
 TTL_ATTRIBUTE = "ttl"
 
@@ -25,21 +24,13 @@ TABLE_DEFINITION: dict[str, Any] = {
         {"AttributeName": "sk", "KeyType": "RANGE"},
     ],
     "AttributeDefinitions": [
-        {"AttributeName": name, "AttributeType": "S"}
-        for name in ("pk", "sk", "g1pk", "g1sk", "g2pk", "g2sk")
+        {"AttributeName": name, "AttributeType": "S"} for name in ("pk", "sk", "g2pk", "g2sk")
     ],
     "GlobalSecondaryIndexes": [
         {
-            # Waits and cancel rules by match key; the resolver needs the whole record.
-            "IndexName": WAITERS_INDEX,
-            "KeySchema": [
-                {"AttributeName": "g1pk", "KeyType": "HASH"},
-                {"AttributeName": "g1sk", "KeyType": "RANGE"},
-            ],
-            "Projection": {"ProjectionType": "ALL"},
-        },
-        {
-            # Runs by creation month and time. Keys only: status changes then never
+            # Runs by creation month (in shards) and time. Waits and cancel rules need
+            # no index: their entries are items found by a strongly consistent Query
+            # (infra/dynamo_index.py), so no lag can hide one. Keys only: status changes then never
             # rewrite the index, which keeps each run transition to one write unit.
             "IndexName": RUNS_INDEX,
             "KeySchema": [

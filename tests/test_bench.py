@@ -47,13 +47,13 @@ def test_the_capacity_model_counts_kilobytes_transactions_and_indexes():
     meter = RequestMeter()
     small = {"pk": {"S": "RUN#a"}, "sk": {"S": "STEP#00000"}, "r": {"S": "x" * 100}}
     large = {"pk": {"S": "RUN#a"}, "sk": {"S": "STEP#00001"}, "r": {"S": "x" * 1500}}
-    indexed = {**small, "sk": {"S": "STEP#00002"}, "g1pk": {"S": "WAIT#e"}, "g1sk": {"S": "a"}}
+    indexed = {**small, "sk": {"S": "RUN"}, "g2pk": {"S": "RUNS#2026-12#3"}, "g2sk": {"S": "a"}}
     assert item_size(small) == len("pk") + 5 + len("sk") + 10 + len("r") + 100
     meter._write(small, False, True)
     assert meter.wcu == 1
     meter._write(large, False, True)
     assert meter.wcu == 3  # 1.5 KB rounds up to 2 units
     meter._write(indexed, False, True)
-    assert meter.wcu == 5  # the item and its copy in the waiters index
+    assert meter.wcu == 5  # the item and its keys in the runs index
     meter._write(small, False, True, factor=2)
     assert meter.wcu == 7  # a transaction costs twice

@@ -536,7 +536,7 @@ def test_each_functions_role_allows_only_its_own_work(stack):
         # Each consumes its own queue and no other.
         assert allows(fn[role].statements, "sqs:ReceiveMessage", fn[role].queue_arn)
         assert not allows(fn[role].statements, "sqs:ReceiveMessage", stack.outputs["WorkQueueArn"])
-    assert not allows(fn["trigger"].statements, "dynamodb:Query", f"{table}/index/waiters")
+    assert not allows(fn["trigger"].statements, "dynamodb:Query", f"{table}/index/runs")
     assert not allows(fn["waits"].statements, "dynamodb:Query", f"{table}/index/runs")
 
 
