@@ -470,6 +470,7 @@ def test_a_run_sleeps_on_the_stacks_scheduler_waits_invokes_and_publishes_on_its
     assert lambdas.used("trigger") <= {
         "dynamodb:GetItem",
         "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
         "sqs:SendMessage",
         "sqs:ReceiveMessage",
         "sqs:DeleteMessage",

@@ -42,13 +42,13 @@ def _partition_keys(rt: LocalRuntime, index: str | None = None) -> Counter[str]:
 
 def test_run_starts_events_and_match_less_waits_spread_over_many_keys():
     with LocalRuntime(_app(), start=START) as rt:
-        # GIVEN 32 runs of one workflow, each waiting without `match` and with a
-        # match-less cancel rule, and 32 events of one name
+        # GIVEN 24 runs of one workflow, each waiting without `match` and with a
+        # match-less cancel rule, and 24 events of one name
         run_ids = [
             rt.send(Event(name="user/signed-up", data={"user": f"u{i}"}, id=f"s{i}"))[0]
-            for i in range(32)
+            for i in range(24)
         ]
-        for i in range(32):
+        for i in range(24):
             rt.send(Event(name="noise/ping", data={"i": i}, id=f"p{i}"))
         table = _partition_keys(rt)
         runs_index = _partition_keys(rt, "runs")
@@ -67,7 +67,7 @@ def test_run_starts_events_and_match_less_waits_spread_over_many_keys():
         ):
             keys, busiest = spread(prefix, counts)
             assert keys >= 8, f"{prefix}: only {keys} keys"
-            assert busiest <= 10, f"{prefix}: one key holds {busiest} of 32"
+            assert busiest <= 8, f"{prefix}: one key holds {busiest} of 24"
 
         # AND one match-less event still finds every wait across the shards
         rt.send(Event(name="ops/approved", data={}))
