@@ -418,9 +418,8 @@ def event_cost() -> dict[str, Any]:
     that arrive together, which divides the per-invocation part).
     """
     with runtime(_events_app()) as rt:
-        unwanted = _event_dollars(
-            rt, lambda: rt.send(Event(name="bench/nobody.listens", data={"x": 1})), "x"
-        )
+        nobody = "bench/nobody.listens"
+        unwanted = _event_dollars(rt, lambda: rt.send(Event(name=nobody, data={"x": 1})), nobody)
         [run_id] = rt.send(Event(name="bench/order.created", data={"orderId": "o-1"}))
         resolves = _event_dollars(
             rt, lambda: rt.send(Event(name=PAID, data={"orderId": "o-1"})), PAID
