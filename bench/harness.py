@@ -269,7 +269,9 @@ class RequestMeter:
     transaction, plus the index writes its change causes; a strongly consistent read
     costs 1 RCU per 4 KB of everything it returns (rounded up, at least 1), an
     eventually consistent one (the indexes) half that. A shadow of every item written
-    through the meter supplies the old images.
+    through the meter supplies the old images; an update's new image is read from moto's
+    memory (no request). Every unit is also charged to the partition key it touches
+    (`by_key`: the base table's or an index's), and to the `tag` a driver set.
     """
 
     def __init__(self) -> None:
@@ -284,10 +286,12 @@ class RequestMeter:
         self.tags_by_key: dict[tuple[str, str, str], set[object]] = collections.defaultdict(set)
         #: Set by a driver to the operation it is running; None: not counted per key.
         self.tag: object = None
+        self._region = "us-east-1"
 
     def attach(
         self, clients: Any, services: tuple[str, ...] = ("dynamodb", "sqs", "scheduler", "events")
     ) -> RequestMeter:
+        self._region = clients.dynamodb.meta.region_name
         for service in services:
             events = getattr(clients, service).meta.events
             events.register("before-parameter-build.*.*", self._params_hook)
@@ -421,7 +425,27 @@ class RequestMeter:
         key = params["Key"]
         ident = (key["pk"]["S"], key["sk"]["S"])
         old = self._items.get(ident)
+        new = None if failed else self._stored_item(params.get("TableName", ""), key)
         if enabled:
-            # The new image is not known: index writes an update causes are not counted.
-            size = item_size(old) if old else 0
+            size = max(item_size(old or {}), item_size(new or {}))
             self._charge("write", "table", ident[0], max(1, math.ceil(size / KB)) * factor)
+            if new is not None:
+                for index, index_key, units in _index_writes(old, new):
+                    self._charge("write", index, index_key, units * factor)
+        if new is not None:
+            self._items[ident] = new
+
+    def _stored_item(self, table: str, key: dict[str, Any]) -> dict[str, Any] | None:
+        """The item as moto now holds it (an update's new image), read from moto's
+        backend in process: no request. None off moto or when it is gone."""
+        try:
+            from moto.core import DEFAULT_ACCOUNT_ID
+            from moto.dynamodb.models import dynamodb_backends
+
+            item = dynamodb_backends[DEFAULT_ACCOUNT_ID][self._region].get_item(table, key)
+        except Exception:
+            return None
+        if item is None:
+            return None
+        attributes: dict[str, Any] = item.to_json()["Attributes"]
+        return attributes
