@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from bench.__main__ import SMOKE, run, table
 from bench.template import engine_memory_mb, queues_delivered
 
@@ -31,6 +33,7 @@ FLOAT_KEYS = (
 )
 
 
+@pytest.mark.timeout(300)  # about a minute on a busy 2-core machine: every figure, tiny
 def test_the_bench_reports_every_figure_at_tiny_sizes():
     result = run(SMOKE, with_dbos=False)
     for key in FLOAT_KEYS:
