@@ -30,6 +30,7 @@ from engine.ids import StepKey
 from engine.lease import LeaseKeeper
 from engine.lifecycle import Lifecycle
 from engine.model import ErrorInfo
+from engine.operations.patched import Patches
 from engine.outcomes import Abandoned, Completed, Failed, Outcome, Suspended
 from engine.ports import LoadedRun, Ports
 from engine.session import Session, current_attempt
@@ -77,6 +78,7 @@ class Interpreter:
             "workflow_id": self.workflow.id,
             "logger": session.logger,
             "attempt": current_attempt,
+            "patches": Patches(session),
         }
         fn = self.workflow.fn
         try:

@@ -201,6 +201,15 @@ class Session:
                     keeper.check()
         return Slot(key=key, step_id=step_id, kind=kind, record=record, revision=revision)
 
+    def peek(self) -> tuple[StepRecord | None, bool]:
+        """What the history holds at the next position of the current scope, without
+        taking it: the record there (if any) and whether a parallel group sits there.
+        `ctx.patched` decides from it whether this run was recorded before a change."""
+        scope = self._take_position()
+        key = scope.prefix.child(scope.next_position)
+        with self._lock:
+            return self.history.get(key), key in self._groups
+
     def open_group(self) -> StepKey:
         """Take a position for a parallel group; returns the key its branches extend."""
         scope = self._take_position()
@@ -239,9 +248,10 @@ class Session:
             f"recorded {recorded} there, but the code now asks for {asked_text}. "
             "A workflow must call the same steps in the same order on every replay. "
             "If you changed the workflow while runs were in flight, keep the old "
-            "order for those runs (branch on ctx.event or a version field), or "
-            "cancel them and start new ones; ids and kinds must not depend on "
-            "time, randomness or I/O outside steps."
+            "order for those runs (branch with ctx.patched('change-id'); "
+            "`stepline check` finds such runs before a deploy), or cancel them and "
+            "start new ones; ids and kinds must not depend on time, randomness or "
+            "I/O outside steps."
         )
         self.fatal = ErrorInfo(type=ErrorType.NON_DETERMINISM, message=message)
         raise NonDeterminismError(message)
