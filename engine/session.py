@@ -38,7 +38,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, NoReturn, TypeVar
+from typing import Any, Literal, NamedTuple, NoReturn, TypeVar
 
 from engine.codec import to_stored_json
 from engine.driver import Io
@@ -91,6 +91,12 @@ class Slot:
     def attempt(self) -> int:
         """The attempt about to run (from 1): one more than the record counts."""
         return (self.record.attempts if self.record else 0) + 1
+
+
+class Peeked(NamedTuple):
+    key: StepKey
+    record: StepRecord | None
+    group: bool
 
 
 _scope: contextvars.ContextVar[Scope] = contextvars.ContextVar("stepline_scope")
@@ -201,14 +207,13 @@ class Session:
                     keeper.check()
         return Slot(key=key, step_id=step_id, kind=kind, record=record, revision=revision)
 
-    def peek(self) -> tuple[StepRecord | None, bool]:
-        """What the history holds at the next position of the current scope, without
-        taking it: the record there (if any) and whether a parallel group sits there.
-        `ctx.patched` decides from it whether this run was recorded before a change."""
+    def peek(self) -> Peeked:
+        """The next position of the current scope and what the history holds there,
+        without taking it (`ctx.patched` decides from it; `stepline check` reports it)."""
         scope = self._take_position()
         key = scope.prefix.child(scope.next_position)
         with self._lock:
-            return self.history.get(key), key in self._groups
+            return Peeked(key, self.history.get(key), key in self._groups)
 
     def open_group(self) -> StepKey:
         """Take a position for a parallel group; returns the key its branches extend."""

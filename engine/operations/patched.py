@@ -40,7 +40,7 @@ from sdk import WorkflowDefinitionError
 
 async def patched(session: Session, change_id: str) -> bool:
     _check(change_id, "ctx.patched")
-    record, group = session.peek()
+    _, record, group = session.peek()
     if group or (record is not None and not _is_marker(record, change_id)):
         return False
     slot = await session.open(StepKind.PATCH, change_id)
@@ -63,7 +63,7 @@ async def patched(session: Session, change_id: str) -> bool:
 
 async def deprecate_patch(session: Session, change_id: str) -> None:
     _check(change_id, "ctx.deprecate_patch")
-    record, _ = session.peek()
+    record = session.peek().record
     if record is not None and _is_marker(record, change_id):
         await session.open(StepKind.PATCH, change_id)
 

@@ -3,7 +3,8 @@
 `stepline dev` and `stepline worker` use this where Lambda is not available: one thread
 per queue long-polls it and hands each batch to its handler (as an SQS event source
 mapping would), and on a moto endpoint a pump thread fires due Scheduler schedules
-(moto never does). Several worker processes on one endpoint are safe: runs are guarded
+(moto never does): timers, and the recurring schedules of the app's Crons at their ticks
+(infra/local/cron_pump.py; ticks missed while the pump was not running are skipped). Several worker processes on one endpoint are safe: runs are guarded
 by conditional writes and leases, and a schedule fired twice is a harmless stale wake-up.
 """
 
@@ -15,9 +16,11 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from infra.cron_schedules import CronScheduleSync
 from infra.lambda_batch import LambdaFunction
 from infra.lambda_functions import BY_QUEUE
 from infra.local import lambda_service
+from infra.local.cron_pump import CronPump
 from infra.wiring import Services
 
 if TYPE_CHECKING:
@@ -42,6 +45,17 @@ class QueueSet:
             for role, url in urls.items()
         }
         return cls(urls=urls, arns=arns)
+
+
+def sync_cron_schedules(services: Services) -> None:
+    """Make the group's cron schedules those of the app's Crons, as a deploy does."""
+    settings = services.settings
+    CronScheduleSync(
+        services.clients.scheduler,
+        group=settings.schedule_group,
+        target_arn=settings.trigger_queue_arn,
+        role_arn=settings.scheduler_role_arn,
+    ).sync(services.app)
 
 
 class Worker:
@@ -121,8 +135,16 @@ class Worker:
     def _pump(self) -> None:
         settings = self.services.settings
         url_of = {self.queues.arns[role]: url for role, url in self.queues.urls.items()}
+        crons = CronPump(
+            self.services.clients.scheduler,
+            self.services.clients.sqs,
+            group=settings.schedule_group,
+            queue_url_of=url_of,
+            max_late=timedelta(minutes=5),
+        )
         while not self.stop_event.wait(1):
             try:
+                crons.fire_due(datetime.now(UTC))
                 lambda_service.fire_due_schedules(
                     self.services.clients.scheduler,
                     self.services.clients.sqs,

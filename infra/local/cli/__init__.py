@@ -1,8 +1,8 @@
 """The `stepline` command line (the `stepline` console script; `python -m infra.local.cli`).
 
 One module per command group: `serve` (dev, worker), `events` (send), `runs` (list,
-show, cancel, replay), on what they share in `common` (exit codes, options, error
-handling, connecting).
+show, cancel, replay), `check` (check, and `runs export`), on what they share in
+`common` (exit codes, options, error handling, connecting).
 
     stepline dev --app MODULE:APP [--port 4566]     moto server + workers + timer pump, real time
     stepline worker --app MODULE:APP [--endpoint URL] [--create-resources]
@@ -11,6 +11,8 @@ handling, connecting).
     stepline runs show RUN_ID                       the audit trail
     stepline runs cancel RUN_ID
     stepline runs replay RUN_ID [--from-step STEP_ID] --app MODULE:APP
+    stepline runs export RUN_ID [--output FILE]     a run's history as JSON
+    stepline check --app MODULE:APP [--history FILE|DIR]   would runs in flight survive this code?
     stepline --version
 
 RUN_ID may be any unique start of a run id (an id printed cut, "…", is read as one).
@@ -36,6 +38,7 @@ from __future__ import annotations
 
 import typer
 
+from infra.local.cli.check import check
 from infra.local.cli.common import Exit, version
 from infra.local.cli.events import send
 from infra.local.cli.runs import runs_cli
@@ -76,6 +79,7 @@ def _options(
 cli.command()(dev)
 cli.command()(worker)
 cli.command()(send)
+cli.command()(check)
 
 
 def main() -> None:
