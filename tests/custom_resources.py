@@ -161,8 +161,8 @@ class CustomResources:
             self.properties[logical] = properties
         return body
 
-    def send_all(self, kind: str) -> list[dict[str, Any]]:
-        return [self.send(logical, kind) for logical in self.resources]
+    def send_all(self, kind: str, *, app: App | None = None) -> list[dict[str, Any]]:
+        return [self.send(logical, kind, app=app) for logical in self.resources]
 
     def denials(self) -> list[str]:
         return [denial for audit in self.audits for denial in audit.denied]

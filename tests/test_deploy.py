@@ -101,8 +101,9 @@ class Stack:
         return self.session.client(service)
 
 
-def deploy(session: Any, name: str, parameters: dict[str, str]) -> Stack:
-    """What `sam build && sam deploy` does, on moto: translate, upload the code, create."""
+def deploy(session: Any, name: str, parameters: dict[str, str], *, app: App | None = None) -> Stack:
+    """What `sam build && sam deploy` does, on moto: translate, upload the code, create.
+    The custom resources load `app` (default: the one STEPLINE_APP names, as in Lambda)."""
     template = load_template()
     s3 = session.client("s3")
     bucket = f"{name}-code"
@@ -171,7 +172,7 @@ def deploy(session: Any, name: str, parameters: dict[str, str]) -> Stack:
         translated=translated,
         custom=CustomResources(session, name, REGION, ACCOUNT, custom, translated),
     )
-    for answer in stack.custom.send_all("Create"):
+    for answer in stack.custom.send_all("Create", app=app):
         assert answer["Status"] == "SUCCESS", answer["Reason"]
     return stack
 
