@@ -130,12 +130,12 @@ def _report(app: str, verdicts: list[Verdict], failing: list[Verdict]) -> None:
         typer.echo(f"no runs to check against app {app!r}")
     elif failing:
         typer.echo(
-            f"{len(failing)} of {len(verdicts)} run(s) would fail on app {app!r}'s current "
-            "code: keep the old code path for them (ctx.patched), let them finish first, or "
+            f"{len(failing)} of {len(verdicts)} run(s) would fail on the current code of app {app!r}: "
+            "keep the old code path for them (ctx.patched), let them finish first, or "
             "cancel them"
         )
     else:
-        typer.echo(f"all {len(verdicts)} run(s) replay on app {app!r}'s current code")
+        typer.echo(f"all {len(verdicts)} run(s) replay on the current code of app {app!r}")
 
 
 @runs_cli.command("export")
