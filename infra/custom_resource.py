@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import urllib.request
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -30,6 +29,8 @@ Respond = Callable[[str, bytes], None]
 
 def put_response(url: str, body: bytes) -> None:
     """PUT the answer to CloudFormation's presigned URL (which wants no content type)."""
+    import urllib.request  # only the cron-sync function needs it (it costs a cold start)
+
     request = urllib.request.Request(
         url, data=body, method="PUT", headers={"Content-Type": "", "Content-Length": str(len(body))}
     )

@@ -28,11 +28,15 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-from cronsim import CronSim, CronSimError
+from typing import TYPE_CHECKING
 
 from sdk._errors import WorkflowDefinitionError
+
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
+
+# cronsim and zoneinfo are imported where a Cron needs them, not with the SDK: together
+# they cost a cold start tens of milliseconds, which apps without Crons need not pay.
 
 #: The name of the event a Cron's tick starts a run with; its data holds `cron` (the
 #: expression) and `tick` (ISO 8601, in the cron's time zone).
@@ -57,6 +61,10 @@ class Cron:
     tz: str
 
     def __init__(self, expression: str, tz: str = "UTC") -> None:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        from cronsim import CronSim, CronSimError
+
         what = f"Cron({expression!r})"
         if not isinstance(expression, str) or not expression.strip():
             raise WorkflowDefinitionError(f"{what}: the expression must be a non-empty string")
@@ -92,6 +100,8 @@ class Cron:
 
     @property
     def zone(self) -> ZoneInfo:
+        from zoneinfo import ZoneInfo
+
         return ZoneInfo(self.tz)
 
     def next_tick(self, after: datetime) -> datetime | None:
@@ -109,6 +119,8 @@ class Cron:
 
     def ticks(self, after: datetime) -> Iterator[datetime]:
         """Every tick strictly after `after`, in order, as UTC instants."""
+        from cronsim import CronSim
+
         zone = self.zone
         start = _aware(after).astimezone(zone).replace(tzinfo=None, fold=0)
         candidates = CronSim(self.expression, start)
@@ -126,6 +138,8 @@ class Cron:
 
         A wall time that happens twice is the same tick at either occurrence.
         """
+        from cronsim import CronSim
+
         zone = self.zone
         wall = _aware(instant).astimezone(zone).replace(tzinfo=None, fold=0)
         if wall.microsecond or wall.second:
@@ -142,6 +156,8 @@ class Cron:
 
     def describe(self) -> str:
         """The schedule in words, e.g. "At 09:00 on Monday" (plus the zone if not UTC)."""
+        from cronsim import CronSim
+
         words = CronSim(self.expression, datetime(2000, 1, 1)).explain()  # noqa: DTZ001
         return words if self.tz == "UTC" else f"{words} ({self.tz})"
 

@@ -8,6 +8,7 @@ those of the app, whatever was there, and never touches timers.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 
@@ -24,6 +25,7 @@ from infra.cron_schedules import (
     desired_schedules,
     standard_cron,
 )
+from infra.local.cron_pump import CronPump
 from sdk import App, Context, Cron
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -163,3 +165,31 @@ def test_the_sync_creates_updates_and_deletes_cron_schedules_and_leaves_timers_a
     # AND deleting them all (the stack goes) leaves the timer
     assert len(sync.delete_all().deleted) == 2
     assert list(group_state(scheduler)) == ["stepline-timer-1"]
+
+
+def test_the_local_pump_sends_each_tick_once_and_skips_what_it_was_too_late_for(scheduler):
+    # GIVEN the schedule of a per-minute cron, and a pump that started at 09:00
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    url = sqs.create_queue(QueueName="trigger")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    sync = CronScheduleSync(scheduler, group="stack", target_arn=arn, role_arn=ROLE)
+    sync.sync(crons_app(Cron("* * * * *")))
+    nine = datetime(2026, 3, 2, 9, tzinfo=UTC)
+    pump = CronPump(
+        scheduler, sqs, group="stack", queue_url_of={arn: url}, max_late=timedelta(minutes=5)
+    )
+    pump.refresh(nine)
+
+    # WHEN it next looks at 09:10 (a laptop asleep), then at 09:10 again and at 09:11
+    fired = [pump.fire_due(nine + timedelta(minutes=m)) for m in (10, 10, 11)]
+
+    # THEN it sent the ticks of the last 5 minutes once each, then the next one
+    assert fired == [6, 0, 1]
+    bodies = []
+    while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages"):
+        for message in messages:
+            bodies.append(json.loads(message["Body"])["detail"]["tick"])
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    assert sorted(bodies) == [f"2026-03-02T09:{m:02d}:00Z" for m in range(5, 12)]
