@@ -67,11 +67,12 @@ def test_the_schedule_fires_at_every_tick_of_the_cron_and_only_those_when_exact(
     scheduled = aws_cron(cron)
     fired = Cron(standard_cron(scheduled.expression), tz)
     own = ticks(cron, 40)
+    # Every tick of the Cron is one the schedule fires (however far apart they are)...
+    assert all(fired.tick_of(tick) == tick for tick in own), scheduled
     horizon = own[-1] if own else START + timedelta(days=400)
-    fired_ticks = [t for t in islice(fired.ticks(START), 5000) if t <= horizon]
-    assert set(own) <= set(fired_ticks), scheduled
-    if scheduled.exact:
-        assert fired_ticks == own, scheduled
+    fired_ticks = [t for t in ticks(fired, 200) if t <= horizon]
+    if scheduled.exact:  # ...and nothing else when the conversion is exact
+        assert fired_ticks == own[: len(fired_ticks)], scheduled
     for tick in fired_ticks:  # the engine keeps exactly the Cron's own ticks
         assert (cron.tick_of(tick) is not None) == (tick in own)
 
