@@ -141,7 +141,8 @@ def test_a_tick_sent_by_scheduler_starts_one_run_even_when_sent_again(stack):
 
 
 def test_a_deploy_of_new_code_changes_the_schedules_and_deleting_the_stack_removes_them(aws):
-    stack = deploy(aws, "stepline-cron-b", {}, app=V1)
+    # (a bus of its own: the module's first stack already made the "stepline" bus)
+    stack = deploy(aws, "stepline-cron-b", {"EventBusName": "stepline-cron-b"}, app=V1)
     assert stack.custom is not None
     custom = stack.custom
     scheduler, group = stack.client("scheduler"), stack.outputs["ScheduleGroupName"]
