@@ -71,6 +71,8 @@ class CustomResources:
     resources: dict[str, dict[str, Any]]
     #: The translated template the stack was created from.
     template: dict[str, Any]
+    #: The stack's parameters as given (the others take their defaults).
+    parameters: dict[str, str] = field(default_factory=dict)
     #: The properties each resource was last created or updated with (for OldResourceProperties).
     properties: dict[str, dict[str, Any]] = field(default_factory=dict)
     audits: list[Audit] = field(default_factory=list)
@@ -78,7 +80,8 @@ class CustomResources:
     physical: dict[str, str] = field(default_factory=dict)
 
     def resolve(self, value: Any) -> Any:
-        """A property as CloudFormation resolves it: a function's Arn, or a version's Ref.
+        """A property as CloudFormation resolves it: a function's Arn, a version's or a
+        parameter's Ref.
 
         (moto's describe_stack_resource breaks on stacks with skipped types, so the
         template itself says where to look.)
@@ -87,6 +90,9 @@ class CustomResources:
             logical, attribute = value["Fn::GetAtt"]
             assert attribute == "Arn", value
             return self._function(logical)["FunctionArn"]
+        if isinstance(value, dict) and value.get("Ref") in self.template.get("Parameters", {}):
+            parameter = self.template["Parameters"][value["Ref"]]
+            return self.parameters.get(value["Ref"], parameter.get("Default"))
         if isinstance(value, dict) and "Ref" in value:
             resource = self.template["Resources"][value["Ref"]]
             assert resource["Type"] == "AWS::Lambda::Version", value

@@ -170,7 +170,9 @@ def deploy(session: Any, name: str, parameters: dict[str, str], *, app: App | No
         scheduler_role=iam.get_role(RoleName=scheduler_role_name)["Role"],
         scheduler_statements=role_statements(iam, scheduler_role_name),
         translated=translated,
-        custom=CustomResources(session, name, REGION, ACCOUNT, custom, translated),
+        custom=CustomResources(
+            session, name, REGION, ACCOUNT, custom, translated, parameters=dict(parameters)
+        ),
     )
     for answer in stack.custom.send_all("Create", app=app):
         assert answer["Status"] == "SUCCESS", answer["Reason"]

@@ -111,6 +111,10 @@ def test_the_stack_creates_a_schedule_per_cron_aimed_at_the_trigger_queue(stack)
         "cron": "0 9 * * MON-FRI",
         "tick": "<aws.scheduler.scheduled-time>",
     }
+    # A deploy of new code (a new version) or of another app is an Update of the resource.
+    assert stack.custom is not None
+    created = stack.custom.properties["CronSchedules"]
+    assert created["App"] == "workflows:app" and created["CodeVersion"].endswith("-cron-sync:1")
     # The function did it with its own role, and needed nothing it lacks.
     assert stack.custom is not None and stack.custom.denials() == []
     [audit] = stack.custom.audits
