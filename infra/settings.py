@@ -11,7 +11,7 @@ The SAM template sets exactly these variables on every function (a test pins tha
 | STEPLINE_WORK_QUEUE_URL | engine work queue | (required) |
 | STEPLINE_WORK_QUEUE_ARN | the same queue's ARN (Scheduler targets it) | derived from the URL |
 | STEPLINE_SCHEDULE_GROUP | EventBridge Scheduler group for long timers and cron schedules | `<prefix>` |
-| STEPLINE_SCHEDULER_ROLE_ARN | role Scheduler assumes to send to the work queue | (required for long timers) |
+| STEPLINE_SCHEDULER_ROLE_ARN | role Scheduler assumes to send to the work queue (timers) and the trigger queue (cron ticks) | (required for long timers and cron schedules) |
 | STEPLINE_TRIGGER_QUEUE_ARN | the trigger queue, where cron schedules send their ticks | (required to sync cron schedules) |
 | STEPLINE_EVENT_BUS | EventBridge bus name (the template's `EventBusName`) | `stepline` |
 | STEPLINE_EVENT_SOURCE | `Source` of events Stepline publishes | `stepline` |
