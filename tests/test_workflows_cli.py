@@ -21,7 +21,10 @@ def nightly(ctx: Context) -> None: ...
 def report(ctx: Context) -> None: ...
 
 
-@APP.workflow("billing")
+def billing_failed(ctx: Context) -> None: ...
+
+
+@APP.workflow("billing", on_failure=billing_failed)
 def billing(ctx: Context) -> None: ...
 
 
@@ -34,7 +37,8 @@ def listing(*args: str) -> str:
 
 
 def test_workflows_list_shows_each_crons_next_ticks_in_its_zone_across_a_dst_change():
-    # GIVEN an app with a nightly 02:30 Paris cron, a monthly UTC one and an invoked workflow
+    # GIVEN an app with a nightly 02:30 Paris cron, a monthly UTC one, an invoked workflow
+    # and its on_failure handler
     # WHEN its workflows are listed the day before clocks go forward in Paris
     output = listing("--after", "2026-03-27T12:00:00Z", "--ticks", "3")
 
@@ -42,6 +46,7 @@ def test_workflows_list_shows_each_crons_next_ticks_in_its_zone_across_a_dst_cha
     # does not exist on 29 March (as EventBridge Scheduler does)
     assert output.splitlines() == [
         "billing: invoked only (ctx.step.invoke)",
+        "billing.on-failure: on_failure of billing",
         "nightly: Cron('30 2 * * *', tz='Europe/Paris')",
         "  Cron('30 2 * * *', tz='Europe/Paris'): At 02:30 every day (Europe/Paris)",
         "    next  2026-03-28 02:30 CET (01:30 UTC)",

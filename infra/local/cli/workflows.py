@@ -46,8 +46,9 @@ def _tick_text(upcoming: Upcoming, tick: datetime) -> str:
 def _triggers(app: App, workflow: Workflow) -> list[str]:
     found = [f"event {trigger.event}" for trigger in workflow.triggers]
     found.extend(repr(cron) for cron in workflow.crons)
-    if any(w.on_failure is workflow for w in app.workflows.values()):
-        found.append("on_failure of a workflow")
+    found.extend(
+        f"on_failure of {w.id}" for w in app.workflows.values() if w.on_failure is workflow
+    )
     return found or ["invoked only (ctx.step.invoke)"]
 
 
