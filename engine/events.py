@@ -20,8 +20,10 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
+from datetime import datetime
 from typing import TypeVar
 
+from engine.cron import start_tick_runs
 from engine.ids import waiter_key
 from engine.lifecycle import Lifecycle
 from engine.logcontext import bind, redacting, remember
@@ -35,7 +37,7 @@ from engine.matching import (
 from engine.model import EventOutcome, SkippedWorkflow, StepRecord, StepStatus
 from engine.ports import Ports, Stored
 from engine.settings import EngineSettings
-from sdk import App, Event
+from sdk import CRON_EVENT, App, Event
 from sdk._paths import MISSING, lookup
 
 log = logging.getLogger("stepline.events")
@@ -81,10 +83,15 @@ class EventRouter:
 
         Then records what the event did (`EventOutcome`: the runs it started, those its
         id had already started, or why it started none) with one write, whatever the
-        number of runs, for `stepline send` and anyone who asks later.
+        number of runs, for `stepline send` and anyone who asks later. A Cron's tick
+        (`stepline/cron`) starts the runs of its workflows instead (engine/cron.py).
         """
         bind(event_id=event.id)
         now = self.ports.clock.now()
+        if event.name == CRON_EVENT:
+            ticked = start_tick_runs(self.app, self.lifecycle, event, now)
+            self._record(event, now, ticked.started, ticked.existing, ticked.skipped, ticked.reason)
+            return ticked.started + ticked.existing
         started: list[str] = []
         existing: list[str] = []
         run_ids: list[str] = []
@@ -97,6 +104,18 @@ class EventRouter:
             run_ids.append(result.run_id)
         skipped = self._skipped(event, workflow_ids)
         reason = None if workflow_ids else self._why_nothing(event, skipped)
+        self._record(event, now, started, existing, skipped, reason)
+        return run_ids
+
+    def _record(
+        self,
+        event: Event,
+        now: datetime,
+        started: list[str],
+        existing: list[str],
+        skipped: list[SkippedWorkflow],
+        reason: str | None,
+    ) -> None:
         if reason is not None:
             log.info("event %s (%s) starts no workflow: %s", event.id, event.name, reason)
         outcome = EventOutcome(
@@ -109,7 +128,6 @@ class EventRouter:
             reason=reason,
         )
         self.ports.events.record_outcome(outcome, expires_at=now + self.settings.lookback)
-        return run_ids
 
     def _skipped(self, event: Event, matched: list[str]) -> list[SkippedWorkflow]:
         """The workflows triggered by this event's name whose trigger conditions failed."""

@@ -26,6 +26,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import GetCoreSchemaHandler
@@ -232,3 +233,11 @@ def event_key(event_id: str) -> str:
 def timer_name(run_id: str, wake_epoch_seconds: int) -> str:
     """An EventBridge Scheduler name (<= 64 chars of [0-9A-Za-z-_.]) for a run's wake-up."""
     return f"stepline-{_digest('timer', run_id, length=40)}-{wake_epoch_seconds}"
+
+
+def cron_event_id(workflow_id: str, expression: str, tz: str, tick: datetime) -> str:
+    """The event of one workflow's run for one tick of one of its Crons: a tick (however
+    often it is delivered, at either occurrence of a repeated wall time) starts one run."""
+    instant = tick.astimezone(UTC)
+    digest = _digest("cron-tick", workflow_id, expression, tz, instant.isoformat(), length=20)
+    return f"cron-{instant:%Y%m%dT%H%M%SZ}-{digest}"

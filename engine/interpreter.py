@@ -31,6 +31,7 @@ from engine.ids import StepKey
 from engine.lease import LeaseKeeper
 from engine.lifecycle import Lifecycle
 from engine.model import ErrorInfo
+from engine.operations.patched import Patches
 from engine.outcomes import Abandoned, Completed, ContinuedAsNew, Failed, Outcome, Suspended
 from engine.ports import LoadedRun, Ports
 from engine.session import Session, current_attempt
@@ -79,6 +80,7 @@ class Interpreter:
             "logger": session.logger,
             "attempt": current_attempt,
             "continue_as_new": session.continue_as_new,
+            "patches": Patches(session),
         }
         fn = self.workflow.fn
         try:

@@ -61,6 +61,7 @@ class StepKind(StrEnum):
     WAIT = "wait_for_event"
     SEND = "send_event"
     INVOKE = "invoke"
+    PATCH = "patched"  # a ctx.patched marker: this run took the new code at this point
 
 
 class StepStatus(StrEnum):

@@ -38,7 +38,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, NoReturn, TypeVar
+from typing import Any, Literal, NamedTuple, NoReturn, TypeVar
 
 from engine.codec import to_stored_json
 from engine.driver import Io
@@ -93,6 +93,12 @@ class Slot:
     def attempt(self) -> int:
         """The attempt about to run (from 1): one more than the record counts."""
         return (self.record.attempts if self.record else 0) + 1
+
+
+class Peeked(NamedTuple):
+    key: StepKey
+    record: StepRecord | None
+    group: bool
 
 
 _scope: contextvars.ContextVar[Scope] = contextvars.ContextVar("stepline_scope")
@@ -203,6 +209,14 @@ class Session:
                     keeper.check()
         return Slot(key=key, step_id=step_id, kind=kind, record=record, revision=revision)
 
+    def peek(self) -> Peeked:
+        """The next position of the current scope and what the history holds there,
+        without taking it (`ctx.patched` decides from it; `stepline check` reports it)."""
+        scope = self._take_position()
+        key = scope.prefix.child(scope.next_position)
+        with self._lock:
+            return Peeked(key, self.history.get(key), key in self._groups)
+
     def open_group(self) -> StepKey:
         """Take a position for a parallel group; returns the key its branches extend."""
         scope = self._take_position()
@@ -241,9 +255,10 @@ class Session:
             f"recorded {recorded} there, but the code now asks for {asked_text}. "
             "A workflow must call the same steps in the same order on every replay. "
             "If you changed the workflow while runs were in flight, keep the old "
-            "order for those runs (branch on ctx.event or a version field), or "
-            "cancel them and start new ones; ids and kinds must not depend on "
-            "time, randomness or I/O outside steps."
+            "order for those runs (branch with ctx.patched('change-id'); "
+            "`stepline check` finds such runs before a deploy), or cancel them and "
+            "start new ones; ids and kinds must not depend on time, randomness or "
+            "I/O outside steps."
         )
         self.fatal = ErrorInfo(type=ErrorType.NON_DETERMINISM, message=message)
         raise NonDeterminismError(message)

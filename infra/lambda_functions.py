@@ -6,6 +6,7 @@
 | `handle_trigger` | trigger | starts the runs the event triggers (`EventRouter.trigger`) |
 | `handle_waits` | waits | resolves the `wait_for_event` steps it matches |
 | `handle_cancel` | cancel | cancels the runs whose `cancel_on` it matches |
+| `handle_cron_schedules` | (none: CloudFormation calls it) | the `CronSchedules` custom resource: keeps the app's Cron schedules in step with each deploy |
 
 Each takes Lambda's (event, context) and returns the partial batch response; `services`
 defaults to the process's own, built from STEPLINE_* on the first invocation. The
@@ -16,9 +17,12 @@ the project imports `handlers/`.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from engine.model import Delivery, WorkMessage
+from infra.cron_schedules import CronScheduleSync
+from infra.custom_resource import Respond, answer, put_response
 from infra.lambda_batch import (
     LambdaContext,
     LambdaFunction,
@@ -32,7 +36,16 @@ from infra.lambda_batch import (
 )
 from infra.wiring import Services
 
-__all__ = ["BY_QUEUE", "handle_cancel", "handle_trigger", "handle_waits", "handle_work"]
+log = logging.getLogger("stepline.handlers")
+
+__all__ = [
+    "BY_QUEUE",
+    "handle_cancel",
+    "handle_cron_schedules",
+    "handle_trigger",
+    "handle_waits",
+    "handle_work",
+]
 
 
 def handle_work(
@@ -78,6 +91,50 @@ def handle_cancel(
     return process_batch(
         event, "cancel", lambda record: svc.router.cancel_matching(decode_event(record, svc)), svc
     )
+
+
+def handle_cron_schedules(
+    event: dict[str, Any],
+    context: LambdaContext | None,
+    services: Services | None = None,
+    respond: Respond = put_response,
+) -> dict[str, Any]:
+    """The stack's `CronSchedules` custom resource (infra/custom_resource.py): on Create
+    and Update (every deploy of new code) it makes the schedule group's cron schedules
+    those of the app it loads (infra/cron_schedules.py); on Delete it deletes them.
+    An app that does not import fails the deploy, with the reason."""
+
+    def schedules() -> tuple[Services, CronScheduleSync]:
+        svc = services or default_services()
+        settings = svc.settings
+        if not settings.trigger_queue_arn or not settings.scheduler_role_arn:
+            raise ValueError(
+                "STEPLINE_TRIGGER_QUEUE_ARN and STEPLINE_SCHEDULER_ROLE_ARN must be set "
+                "(template.yaml sets them) to sync cron schedules"
+            )
+        return svc, CronScheduleSync(
+            svc.clients.scheduler,
+            group=settings.schedule_group,
+            target_arn=settings.trigger_queue_arn,
+            role_arn=settings.scheduler_role_arn,
+        )
+
+    def apply() -> dict[str, int]:
+        svc, sync = schedules()
+        report = sync.sync(svc.app)
+        log.info("cron schedules of %s: %s", svc.app.name, report.summary())
+        return {
+            "Created": len(report.created),
+            "Updated": len(report.updated),
+            "Deleted": len(report.deleted),
+            "Unchanged": len(report.unchanged),
+        }
+
+    def remove() -> dict[str, int]:
+        _, sync = schedules()
+        return {"Deleted": len(sync.delete_all().deleted)}
+
+    return answer(event, apply=apply, remove=remove, respond=respond)
 
 
 #: The function that consumes each queue, by queue role (as template.yaml wires them).

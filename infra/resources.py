@@ -142,6 +142,7 @@ def create_resources(clients: Clients, prefix: str, *, bus: str = DEFAULT_EVENT_
         work_queue_arn=arns["work"],
         schedule_group=prefix,
         scheduler_role_arn=f"arn:aws:iam::123456789012:role/{prefix}-scheduler",
+        trigger_queue_arn=arns["trigger"],
         event_bus=bus,
     )
     return Created(settings=settings, queue_urls=queue_urls, dlq_urls=dlq_urls)
@@ -154,15 +155,19 @@ def discover_resources(clients: Clients, prefix: str, *, bus: str = DEFAULT_EVEN
     for role, name in queue_names(prefix).all().items():
         queue_urls[role] = sqs.get_queue_url(QueueName=name)["QueueUrl"]
         dlq_urls[role] = sqs.get_queue_url(QueueName=f"{name}-dlq")["QueueUrl"]
-    work_arn = sqs.get_queue_attributes(QueueUrl=queue_urls["work"], AttributeNames=["QueueArn"])[
-        "Attributes"
-    ]["QueueArn"]
+    work_arn, trigger_arn = (
+        sqs.get_queue_attributes(QueueUrl=queue_urls[role], AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        for role in ("work", "trigger")
+    )
     settings = Settings(
         table=prefix,
         work_queue_url=queue_urls["work"],
         work_queue_arn=work_arn,
         schedule_group=prefix,
         scheduler_role_arn=f"arn:aws:iam::123456789012:role/{prefix}-scheduler",
+        trigger_queue_arn=trigger_arn,
         event_bus=bus,
     )
     return Created(settings=settings, queue_urls=queue_urls, dlq_urls=dlq_urls)

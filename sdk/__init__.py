@@ -8,6 +8,7 @@ so removing or renaming a name here is a deliberate, reviewed change.
 
 from sdk._app import INVOKED_EVENT, RUN_FAILED_EVENT, App, Workflow
 from sdk._context import AsyncContext, AsyncStep, Context, Step
+from sdk._cron import CRON_EVENT, Cron
 from sdk._duration import Duration, parse_duration
 from sdk._errors import (
     NonDeterminismError,
@@ -22,6 +23,7 @@ from sdk._retry import Retry
 from sdk._triggers import CancelOn, Trigger
 
 __all__ = [
+    "CRON_EVENT",
     "INVOKED_EVENT",
     "RUN_FAILED_EVENT",
     "App",
@@ -29,6 +31,7 @@ __all__ = [
     "AsyncStep",
     "CancelOn",
     "Context",
+    "Cron",
     "Duration",
     "Event",
     "NonDeterminismError",

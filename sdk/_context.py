@@ -14,6 +14,10 @@ awaited. Both behave the same way:
   every replay alike, so the workflow sees the same value either way.
 - `sleep`, `sleep_until`, `wait_for_event` and `invoke` suspend the run; no thread waits.
 - `parallel` runs its branches concurrently and returns their results in argument order.
+
+`ctx.patched("change-id")` (and `ctx.deprecate_patch`) version a workflow's code while
+runs are in flight: recorded like a step, called without `await` in both kinds of
+workflow (engine/operations/patched.py says how it decides).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import abc
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, Protocol, TypeVar, overload
 
 from sdk._duration import Duration
 from sdk._event import Event
@@ -138,6 +142,14 @@ class AsyncStep(abc.ABC):
         """Run branches concurrently as tasks; results come back in argument order."""
 
 
+class Patches(Protocol):
+    """What the engine supplies behind `ctx.patched` and `ctx.deprecate_patch`."""
+
+    def patched(self, change_id: str) -> bool: ...
+
+    def deprecate_patch(self, change_id: str) -> None: ...
+
+
 class _ContextBase:
     def __init__(
         self,
@@ -148,6 +160,7 @@ class _ContextBase:
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
         attempt: Callable[[], int],
         continue_as_new: Callable[[dict[str, Any]], NoReturn] | None = None,
+        patches: Patches | None = None,
     ) -> None:
         self.event = event
         self.run_id = run_id
@@ -155,6 +168,7 @@ class _ContextBase:
         self.logger = logger
         self._attempt = attempt
         self._continue_as_new = continue_as_new
+        self._patches = patches
 
     @property
     def attempt(self) -> int:
@@ -173,6 +187,25 @@ class _ContextBase:
         if self._continue_as_new is None:
             raise RuntimeError("continue_as_new works only inside a running workflow")
         self._continue_as_new(dict(data or {}))
+
+    def patched(self, change_id: str) -> bool:
+        """True where this run takes the code of change `change_id`; False in a run
+        recorded before the change, which replays the old path. Recorded like a step.
+
+        Add `if ctx.patched("id"): new code else: old code`, deploy, wait for the runs
+        started before to finish, then drop the old branch (see `deprecate_patch`).
+        """
+        return self._engine_patches().patched(change_id)
+
+    def deprecate_patch(self, change_id: str) -> None:
+        """Where `ctx.patched(change_id)` stood once its old branch is gone: runs that
+        recorded the change replay past its marker; new runs record nothing."""
+        self._engine_patches().deprecate_patch(change_id)
+
+    def _engine_patches(self) -> Patches:
+        if self._patches is None:
+            raise RuntimeError("ctx.patched works only in a run the engine executes")
+        return self._patches
 
 
 class Context(_ContextBase):

@@ -3,6 +3,7 @@
 import sdk
 
 EXPECTED = {
+    "CRON_EVENT",
     "INVOKED_EVENT",
     "RUN_FAILED_EVENT",
     "App",
@@ -10,6 +11,7 @@ EXPECTED = {
     "AsyncStep",
     "CancelOn",
     "Context",
+    "Cron",
     "Duration",
     "Event",
     "NonDeterminismError",

@@ -7,7 +7,8 @@ rather than doing I/O, so the same code serves sync and `async def` workflows.
 `OPERATIONS` maps each method of `sdk.Step` / `sdk.AsyncStep` to its implementation;
 engine/steps.py binds them by name. A new operation is a new module here, one line
 below, and its declaration in both `Step` and `AsyncStep` (tests pin that the three
-agree).
+agree). `ctx.patched` and `ctx.deprecate_patch` are methods of the context, not of
+`ctx.step`: `patched.py` implements them and the interpreter binds them (`Patches`).
 """
 
 from __future__ import annotations

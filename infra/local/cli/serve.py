@@ -30,7 +30,7 @@ from infra.local.cli.common import (
     errors,
     fail,
 )
-from infra.local.worker import QueueSet, Worker
+from infra.local.worker import QueueSet, Worker, sync_cron_schedules
 from infra.wiring import build_services, load_app
 from sdk import App
 
@@ -95,6 +95,7 @@ def dev(
         os.environ["STEPLINE_APP"] = app
         connection = connect(endpoint, LOCAL_REGION, prefix, create=True, config=CLIENT_CONFIG)
         services = build_services(application, connection.settings, clients=connection.clients)
+        sync_cron_schedules(services)
         queues = QueueSet.discover(connection.clients.sqs, connection.queue_urls)
         worker = Worker(services, queues, fire_schedules=True)
         configure_console_logging(verbose)
@@ -164,6 +165,8 @@ def worker(
             if url:
                 urls[role] = url
     services = build_services(application, settings, clients=connection.clients)
+    if create_resources_:
+        sync_cron_schedules(services)
     queues = QueueSet.discover(connection.clients.sqs, urls)
     worker = Worker(
         services,
