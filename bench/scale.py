@@ -27,6 +27,7 @@ from bench.harness import (
     settle,
 )
 from bench.template import memory_mb, queues_delivered
+from infra.dynamo_table import PATH_COPIES, SHARDS
 from infra.local import LocalRuntime
 from infra.settings import Settings
 from sdk import App, Context, Event
@@ -448,6 +449,17 @@ _ENTITY = ("<run>", "<uuid>", "<hash>", "<value>")
 WARM_UP = 3  # operations run before the sample, so one-time writes stay out of it
 
 
+# A key spread over shards ends in `#<shard>` (infra/dynamo_table.py): the family's load
+# is what all its shards carry, each taking an even share (a hash of a run or event id
+# picks the shard; a sample of a few operations would see chance clumps that 10,000 a
+# second do not).
+_SHARD = re.compile(r"#(\d{1,2})$")
+
+
+def _shards_of(pattern: str) -> int:
+    return PATH_COPIES if pattern.split(":", 1)[-1].startswith("WAITPATHS#") else SHARDS
+
+
 def normalize(key: str, run_ids: set[str]) -> str:
     """A key's name pattern: run ids, the operations' own values (ORDER-n, the value a
     wait matches on), uuids and long hashes (one entity's own key) and dates (a period's
@@ -457,6 +469,7 @@ def normalize(key: str, run_ids: set[str]) -> str:
     key = _VALUE.sub("<value>", key)
     key = _UUID.sub("<uuid>", key)
     key = _HASH.sub("<hash>", key)
+    key = _SHARD.sub("#<shard>", key)
     return _DATE.sub("<date>", key)
 
 
@@ -469,12 +482,28 @@ def _load(meter: RequestMeter, samples: int, rate: float, run_ids: set[str]) -> 
     operation, once a second at most.
     """
     out: dict[str, dict[str, Any]] = {"write": {}, "read": {}}
+    families: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0.0])
     for (kind, where, key), units in meter.by_key.items():
         pattern = normalize(key, run_ids)
+        if "<shard>" in pattern and not any(marker in pattern for marker in _ENTITY):
+            family = families[(kind, f"{where}:{pattern}")]
+            family[0] += units
+            family[1] += len(meter.tags_by_key.get((kind, where, key), ()))
+    for (kind, label), (units, tags) in families.items():
+        out[kind][label] = {
+            "units_per_s": units / samples * rate / _shards_of(label),
+            "scaled": True,
+            "operations_in_sample": int(tags),
+            "shards": _shards_of(label),
+        }
+    for (kind, where, key), units in meter.by_key.items():
+        pattern = normalize(key, run_ids)
+        label = f"{where}:{pattern}"
+        if label in out[kind] and "shards" in out[kind][label]:
+            continue
         tags = max(1, len(meter.tags_by_key.get((kind, where, key), ())))
         per_entity = any(marker in pattern for marker in _ENTITY)
         per_second = units / tags if per_entity else units / samples * rate
-        label = f"{where}:{pattern}"
         if per_second > out[kind].get(label, {}).get("units_per_s", -1.0):
             out[kind][label] = {
                 "units_per_s": per_second,
@@ -535,7 +564,10 @@ def _resolve_all(waiting: int) -> dict[str, dict[str, float]]:
     for (kind, where, key), units in meter.by_key.items():
         pattern = normalize(key, set(runs))
         if not any(marker in pattern for marker in _ENTITY):
-            out[kind][f"{where}:{pattern}"] += units
+            label = f"{where}:{pattern}"
+            # A sharded family: the busiest shard takes an even share.
+            share = _shards_of(label) if "<shard>" in pattern else 1
+            out[kind][label] += units / share
     return out
 
 
