@@ -31,6 +31,7 @@ from engine.lease import LeaseKeeper
 from engine.lifecycle import Lifecycle
 from engine.model import ErrorInfo
 from engine.outcomes import Abandoned, Completed, Failed, Outcome, Suspended
+from engine.plugins import Plugins
 from engine.ports import LoadedRun, Ports
 from engine.session import Session, current_attempt
 from engine.settings import EngineSettings
@@ -50,6 +51,7 @@ class Interpreter:
         settings: EngineSettings,
         remaining_time: Callable[[], float],
         keeper: LeaseKeeper | None = None,
+        plugins: Plugins | None = None,
     ) -> None:
         self.workflow = workflow
         self.session = Session(
@@ -61,6 +63,7 @@ class Interpreter:
             settings=settings,
             remaining_time=remaining_time,
             keeper=keeper,
+            plugins=plugins,
         )
 
     def execute(self) -> Outcome:

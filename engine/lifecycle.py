@@ -53,9 +53,12 @@ class Lifecycle:
         *,
         run_id: str | None = None,
         parent: ParentRef | None = None,
+        tenant_id: str | None = None,
     ) -> str:
         """Create a QUEUED run (idempotent on its id) and enqueue its first message."""
-        return self.start(workflow, event, run_id=run_id, parent=parent).run_id
+        return self.start(
+            workflow, event, run_id=run_id, parent=parent, tenant_id=tenant_id
+        ).run_id
 
     def start(
         self,
@@ -64,6 +67,7 @@ class Lifecycle:
         *,
         run_id: str | None = None,
         parent: ParentRef | None = None,
+        tenant_id: str | None = None,
     ) -> StartedRun:
         """`start_run`, also saying whether this call created the run or it existed."""
         now = self.ports.clock.now()
@@ -71,7 +75,13 @@ class Lifecycle:
             event = event.model_copy(update={"ts": now})
         run_id = run_id or run_id_for(workflow.id, event.id)
         run = _queued_run(
-            run_id, workflow, event, now, parent=parent, secret=self.ports.clock.token()
+            run_id,
+            workflow,
+            event,
+            now,
+            parent=parent,
+            secret=self.ports.clock.token(),
+            tenant_id=tenant_id,
         )
         subscriptions = self._subscriptions(workflow, run_id, event, now)
         existing = self.ports.store.create_run(run, event, subscriptions)
