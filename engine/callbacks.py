@@ -79,9 +79,7 @@ class Callbacks:
             )
         except StepOutputError as error:
             raise CallbackError("invalid", str(error)) from None
-        return self._settle(
-            callback_id, via, {"status": StepStatus.COMPLETED, "output": stored}
-        )
+        return self._settle(callback_id, via, {"status": StepStatus.COMPLETED, "output": stored})
 
     def fail(
         self,
@@ -219,7 +217,9 @@ class Callbacks:
             elif event.name == FAILED_EVENT:
                 receipt = self.fail(
                     callback_id,
-                    error_type=str(data.get("errorType", data.get("error_type")) or "CallbackFailed"),
+                    error_type=str(
+                        data.get("errorType", data.get("error_type")) or "CallbackFailed"
+                    ),
                     error_message=str(data.get("errorMessage", data.get("error_message")) or ""),
                     via=event.id,
                 )
@@ -246,4 +246,3 @@ def _shown(callback_id: object) -> str:
     text = str(callback_id)
     head = text.rsplit(".", 1)[0] if text.count(".") >= 2 else text[:8]
     return repr(head[:120] + ".…")
-

@@ -188,9 +188,7 @@ def _schedule_in_threads(effect: Schedule) -> list[Settled | None]:
     following = 0
     with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="stepline") as pool:
         while True:
-            while (
-                len(running) < limit and following < len(calls) and effect.may_start(following)
-            ):
+            while len(running) < limit and following < len(calls) and effect.may_start(following):
                 context = contextvars.copy_context()
                 running[pool.submit(context.run, settle, calls[following])] = following
                 following += 1

@@ -56,9 +56,7 @@ class Lifecycle:
         tenant_id: str | None = None,
     ) -> str:
         """Create a QUEUED run (idempotent on its id) and enqueue its first message."""
-        return self.start(
-            workflow, event, run_id=run_id, parent=parent, tenant_id=tenant_id
-        ).run_id
+        return self.start(workflow, event, run_id=run_id, parent=parent, tenant_id=tenant_id).run_id
 
     def start(
         self,

@@ -32,7 +32,10 @@ def check_serdes(serdes: object, *, what: str) -> Serdes | None:
     """`serdes` if it is one (or None); a WorkflowDefinitionError otherwise."""
     if serdes is None:
         return None
-    if not (callable(getattr(serdes, "serialize", None)) and callable(getattr(serdes, "deserialize", None))):
+    if not (
+        callable(getattr(serdes, "serialize", None))
+        and callable(getattr(serdes, "deserialize", None))
+    ):
         raise WorkflowDefinitionError(
             f"{what}: {serdes!r} is not a serdes: give an object with serialize(value) -> str "
             "and deserialize(text) -> value"

@@ -256,7 +256,10 @@ async def run_batch(
             session.plugins.operation_start(slot.step_id, kind.value)
     tally = Tally(completion, total)
     settled = await Schedule(
-        [_item_call(session, slot.key, index, item_kind, item, tally, serdes) for index, item in enumerate(items)],
+        [
+            _item_call(session, slot.key, index, item_kind, item, tally, serdes)
+            for index, item in enumerate(items)
+        ],
         limit=limit,
         max_threads=session.settings.max_parallel_threads,
         may_start=lambda index: _may_start(session, tally, slot.key.branch(index)),
@@ -392,7 +395,8 @@ async def _conclude(
         # Items left unstarted for lack of time: the next invocation starts them.
         session.suspend(slot, "continue", session.clock.now())
     statuses = [
-        _status_of(session, slot.key.branch(index), outcome) for index, outcome in enumerate(settled)
+        _status_of(session, slot.key.branch(index), outcome)
+        for index, outcome in enumerate(settled)
     ]
     first_failure = next(
         (o.error for o in settled if o is not None and isinstance(o.error, Exception)), None
@@ -462,7 +466,9 @@ def _from_summary(
     reason = CompletionReason(output.get("reason", CompletionReason.ALL_COMPLETED.value))
     results: list[BatchItem] = []
     for index, item in enumerate(items):
-        status = _STATUS.get(letters[index] if index < len(letters) else "-", BatchItemStatus.NOT_STARTED)
+        status = _STATUS.get(
+            letters[index] if index < len(letters) else "-", BatchItemStatus.NOT_STARTED
+        )
         record = session.record_at(key.branch(index))
         result = error_type = error_message = None
         if status is BatchItemStatus.SUCCEEDED and record is not None:

@@ -81,9 +81,7 @@ async def wait_for_callback(
         slot = await open_callback(session, "callback", *limits)
         assert slot.record is not None and slot.record.callback is not None
         token = callback_id(session.run_id, slot.key, slot.record.callback.secret)
-        await execute(
-            session, StepKind.RUN, "submit", lambda _: UserCall(lambda: submitter(token))
-        )
+        await execute(session, StepKind.RUN, "submit", lambda _: UserCall(lambda: submitter(token)))
         return await callback_result(session, slot.key, None)
 
     # Recorded as the completer gave it; deserialised on the way out, every time.
@@ -190,7 +188,11 @@ def _timeout_error(record: StepRecord) -> ErrorInfo:
         message = (
             f"callback {record.id!r} missed its heartbeat: none within "
             f"{timedelta(seconds=spec.heartbeat_timeout)} of "
-            + (f"the last one ({last.isoformat()})" if spec.heartbeat_at and last else "its creation")
+            + (
+                f"the last one ({last.isoformat()})"
+                if spec.heartbeat_at and last
+                else "its creation"
+            )
         )
     else:
         message = f"callback {record.id!r} timed out"

@@ -74,9 +74,7 @@ async def run_scope(
         session.enter_scope(inner)
         return await body()
 
-    [outcome] = await Schedule(
-        [lambda: scoped()], limit=1, max_threads=1, operations=True
-    )
+    [outcome] = await Schedule([lambda: scoped()], limit=1, max_threads=1, operations=True)
     assert outcome is not None
     error = outcome.error
     value = outcome.value

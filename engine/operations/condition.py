@@ -79,15 +79,22 @@ async def wait_for_condition(
     with session.executing(slot):
         try:
             stored = to_record(
-                what, await UserCall(lambda: check(state)), checked,
+                what,
+                await UserCall(lambda: check(state)),
+                checked,
                 max_bytes=session.settings.max_output_bytes,
             )
             value = from_record(stored, checked)
             done = bool(await UserCall(lambda: until(value)))
         except Exception as error:
-            await _fail(session, slot, ErrorInfo.from_exception(
-                error, with_traceback=not isinstance(error, StepOutputError)
-            ), None)
+            await _fail(
+                session,
+                slot,
+                ErrorInfo.from_exception(
+                    error, with_traceback=not isinstance(error, StepOutputError)
+                ),
+                None,
+            )
     now = session.clock.now()
     if done:
         record = await session.record(slot, _record(slot, StepStatus.COMPLETED, stored, now))
@@ -113,9 +120,7 @@ async def wait_for_condition(
     session.suspend(slot, "retry", wake_at)
 
 
-def _record(
-    slot: Slot, status: StepStatus, stored: Any, now: Any, **extra: Any
-) -> StepRecord:
+def _record(slot: Slot, status: StepStatus, stored: Any, now: Any, **extra: Any) -> StepRecord:
     previous = slot.record
     return StepRecord(
         id=slot.step_id,

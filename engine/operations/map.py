@@ -40,7 +40,9 @@ async def map(
     if item_namer is not None and not callable(item_namer):
         raise WorkflowDefinitionError(f"{what}: item_namer must be a function (item, index) -> str")
     if isinstance(items, str | bytes | dict) or not isinstance(items, Iterable):
-        raise WorkflowDefinitionError(f"{what}: items must be a list (or another iterable) of items")
+        raise WorkflowDefinitionError(
+            f"{what}: items must be a list (or another iterable) of items"
+        )
     values = list(items)
     limit = concurrency_limit(what, max_concurrency, session.settings.max_parallel_threads)
     completion = Completion.of(

@@ -89,7 +89,9 @@ async def parallel(
             max_threads=session.settings.max_parallel_threads,
             may_start=lambda _: not failed,
             on_settle=lambda _, outcome: failed.extend(
-                [True] if outcome.error is not None and not isinstance(outcome.error, SuspendRun) else []
+                [True]
+                if outcome.error is not None and not isinstance(outcome.error, SuspendRun)
+                else []
             ),
         )
     return _join(session, [outcome for outcome in settled if outcome is not None])

@@ -275,7 +275,10 @@ def _timed_out(slot: Slot, seconds: float, options: StepOptions | None) -> str:
             "than a Lambda invocation can give it); it keeps running in the background and "
             "its result is discarded"
         )
-    return text + f"its timeout of {timeout:g}s; it keeps running in the background and its result is discarded"
+    return (
+        text
+        + f"its timeout of {timeout:g}s; it keeps running in the background and its result is discarded"
+    )
 
 
 def _with_failure(previous: StepRecord | None, failure: AttemptFailure) -> dict[str, Any]:

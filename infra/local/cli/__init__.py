@@ -1,8 +1,8 @@
 """The `stepline` command line (the `stepline` console script; `python -m infra.local.cli`).
 
 One module per command group: `serve` (dev, worker), `events` (send), `runs` (list,
-show, cancel, replay), on what they share in `common` (exit codes, options, error
-handling, connecting).
+show, cancel, replay), `callbacks` (complete, fail, heartbeat), on what they share in
+`common` (exit codes, options, error handling, connecting).
 
     stepline dev --app MODULE:APP [--port 4566]     moto server + workers + timer pump, real time
     stepline worker --app MODULE:APP [--endpoint URL] [--create-resources]
@@ -11,6 +11,7 @@ handling, connecting).
     stepline runs show RUN_ID                       the audit trail
     stepline runs cancel RUN_ID
     stepline runs replay RUN_ID [--from-step STEP_ID] --app MODULE:APP
+    stepline callbacks complete|fail|heartbeat CALLBACK_ID
     stepline --version
 
 RUN_ID may be any unique start of a run id (an id printed cut, "…", is read as one).
@@ -36,6 +37,7 @@ from __future__ import annotations
 
 import typer
 
+from infra.local.cli.callbacks import callbacks_cli
 from infra.local.cli.common import Exit, version
 from infra.local.cli.events import send
 from infra.local.cli.runs import runs_cli
@@ -51,6 +53,7 @@ cli = typer.Typer(
     pretty_exceptions_enable=False,
 )
 cli.add_typer(runs_cli, name="runs")
+cli.add_typer(callbacks_cli, name="callbacks")
 
 
 def _print_version(value: bool) -> None:
