@@ -417,9 +417,18 @@ def test_an_async_map_awaits_async_items_with_a_concurrency_limit(effects):
             return await ctx.step.run("sq", lambda: value * value)
 
         squares = await ctx.step.map("sq", range(5), item, max_concurrency=2)
-        bad = await ctx.step.map("bad", [1, 2], lambda v, i: fail_on(1)(v), min_successful=1)
-        return [squares, bad.completion_reason, json.loads(json.dumps(bad.results()))]
+        # One at a time, so the success comes first and decides: item 1 never starts.
+        bad = await ctx.step.map(
+            "bad", [2, 1], lambda v, i: fail_on(1)(v), min_successful=1, max_concurrency=1
+        )
+        statuses = [str(item.status) for item in bad.items]
+        return [squares, bad.completion_reason, json.loads(json.dumps(bad.results())), statuses]
 
     with LocalRuntime(app, start=START) as rt:
         [run_id] = rt.send(Event(name="go"))
-        assert rt.run(run_id).output == [[0, 1, 4, 9, 16], "MIN_SUCCESSFUL_REACHED", [20]]
+        assert rt.run(run_id).output == [
+            [0, 1, 4, 9, 16],
+            "MIN_SUCCESSFUL_REACHED",
+            [20],
+            ["SUCCEEDED", "NOT_STARTED"],
+        ]
