@@ -70,7 +70,14 @@ def test_callbacks_complete_fail_and_heartbeat_from_the_cli(stepline, endpoint):
     # A failure from the CLI raises StepError in the workflow
     other_run, other_id = waiting_callback(stepline, endpoint)
     stepline(
-        "callbacks", "fail", other_id, "--error-type", "Rejected", "--error-message", "too much", *at
+        "callbacks",
+        "fail",
+        other_id,
+        "--error-type",
+        "Rejected",
+        "--error-message",
+        "too much",
+        *at,
     )
     eventually(lambda: run_status(stepline, endpoint, other_run) == "COMPLETED")
     shown = json.loads(stepline("runs", "show", other_run, *at, "--json").stdout)

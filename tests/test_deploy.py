@@ -533,9 +533,7 @@ def test_a_system_holding_only_a_callback_id_completes_it_with_an_event_on_the_b
     assert store.get_run(run_id).output == {"approved": True}
     assert lambdas.denials() == []
     assert set(queue_depths(stack).values()) == {0}
-    assert {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"} <= lambdas.used(
-        "waits"
-    )
+    assert {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"} <= lambdas.used("waits")
 
 
 # -- the roles do not allow more ---------------------------------------------------------

@@ -18,8 +18,6 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
-import pytest
-
 from engine.model import StepRecord
 from engine.ports import LoadedRun, Ports
 from engine.testing import FakeCluster
