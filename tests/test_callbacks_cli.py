@@ -9,7 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_cli import Process, cli_env, eventually, free_port, run_status, stepline  # noqa: F401
+from tests import test_cli
+from tests.test_cli import Process, cli_env, eventually, free_port, run_status
+
+stepline = test_cli.stepline  # the fixture: `stepline(*args)` runs the CLI in a subprocess
 
 APP = "tests.ops_cli_app:app"
 
