@@ -339,3 +339,43 @@ def wait_until(condition, seconds: float = 10) -> bool:
             return True
         done.wait(0.01)
     return condition()
+
+
+def test_an_attempt_is_held_to_the_time_left_in_its_lambda_invocation(effects):
+    # GIVEN Lambda invocations of 1 minute and a step whose timeout is 10 minutes
+    app = App("t")
+    box: dict[str, LocalRuntime] = {}
+    release = threading.Event()
+
+    def long() -> str:
+        effects.record("long")
+        box["rt"].clock.advance(timedelta(minutes=2))  # it runs past the invocation's end
+        release.wait(30)
+        return "late"
+
+    @app.workflow("w", trigger="go")
+    def flow(ctx: Context) -> str:
+        ctx.step.run("first", lambda: effects.record("first"))
+        try:
+            return ctx.step.run("long", long, timeout="10m", retries=Retry(max_attempts=1))
+        except StepError as error:
+            return f"{error.error_type}: {error.error_message}"
+
+    try:
+        with LocalRuntime(
+            app,
+            start=START,
+            lambda_timeout=timedelta(minutes=1),
+            settings={"suspend_margin": timedelta(seconds=10)},
+        ) as rt:
+            box["rt"] = rt
+            [run_id] = rt.send(Event(name="go"))
+            # THEN the step did not start in the invocation that had run "first" already,
+            # but in a fresh one, and there it failed when the invocation's time ran low
+            output = rt.run(run_id).output
+            assert output.startswith("StepTimeoutError: step 'long' attempt 1 did not finish")
+            assert "the 50s left of its invocation (its timeout is 600s" in output
+            assert effects["first"] == 1 and effects["long"] == 1
+            assert rt.deliveries["work"] >= 2
+    finally:
+        release.set()
