@@ -353,8 +353,22 @@ async def _item(
     return from_record(stored, serdes)
 
 
+class ScopeFailure(Exception):
+    """A failure a scope records exactly as given (type and message), naming no inner step.
+
+    `wait_for_callback` raises it with the callback's own failure, so the StepError the
+    workflow catches carries the completer's `error_type` and `error_message` as they were.
+    """
+
+    def __init__(self, info: ErrorInfo) -> None:
+        super().__init__(f"{info.type}: {info.message}")
+        self.info = info
+
+
 def failure_info(error: Exception) -> ErrorInfo:
     """How a scope's failure is recorded: a StepError keeps the type of what failed inside."""
+    if isinstance(error, ScopeFailure):
+        return error.info
     if isinstance(error, StepError):
         return ErrorInfo(type=error.error_type, message=str(error))
     if isinstance(error, StepOutputError):

@@ -31,11 +31,12 @@ from engine.driver import UserCall, drive_async, drive_sync
 from engine.errors import CallbackTimeoutError
 from engine.ids import StepKey, callback_id
 from engine.model import CallbackSpec, ErrorInfo, StepKind, StepRecord, StepStatus
+from engine.operations.batch import ScopeFailure
 from engine.operations.child import run_scope
 from engine.operations.run import execute
 from engine.session import Session, Slot, step_error
 from engine.values import from_record
-from sdk import AsyncCallback, Callback, Serdes, WorkflowDefinitionError
+from sdk import AsyncCallback, Callback, Serdes, StepError, WorkflowDefinitionError
 from sdk._duration import Duration, parse_duration
 from sdk._serdes import check_serdes
 
@@ -82,7 +83,12 @@ async def wait_for_callback(
         assert slot.record is not None and slot.record.callback is not None
         token = callback_id(session.run_id, slot.key, slot.record.callback.secret)
         await execute(session, StepKind.RUN, "submit", lambda _: UserCall(lambda: submitter(token)))
-        return await callback_result(session, slot.key, None)
+        try:
+            return await callback_result(session, slot.key, None)
+        except StepError as error:
+            # Failed or timed out: the workflow sees the callback's own type and message.
+            info = ErrorInfo(type=error.error_type, message=error.error_message)
+            raise ScopeFailure(info) from None
 
     # Recorded as the completer gave it; deserialised on the way out, every time.
     stored = await run_scope(session, StepKind.WAIT_FOR_CALLBACK, step_id, body, None)
