@@ -13,6 +13,7 @@ from infra.local import LocalRuntime
 from infra.local.render import timeline
 from sdk import App, Context, Event, StepError
 from tests.conftest import START
+from tests.faults import crash_once, wrap_store
 
 
 class Tagged:
@@ -119,3 +120,47 @@ def test_duplicate_deliveries_start_one_child_with_its_tenant():
         assert rt.run(parent_id).output == {"total": 7}
         [child] = rt.runs(workflow="child")
         assert rt.run(child.run_id).tenant_id == "acme"
+
+
+def test_a_crash_after_the_child_is_started_starts_no_second_child():
+    # GIVEN a crash right after the invoke's record (and its child run) is written
+    crash = crash_once(lambda name, args, kwargs: name == "put_step" and args[1].kind == "invoke")
+    app = invoking_app(tenant_id="acme")
+    with LocalRuntime(app, start=START, ports_hook=wrap_store(after=crash)) as rt:
+        # WHEN the message comes back after the crash
+        [parent_id] = rt.send(Event(name="go"))
+        rt.advance(timedelta(minutes=2))
+        # THEN one child ran, with its tenant, and the parent got its result
+        assert crash.state["fired"]
+        assert rt.run(parent_id).output == {"total": 7}
+        [child] = rt.runs(workflow="child")
+        assert rt.run(child.run_id).tenant_id == "acme"
+
+
+def test_a_child_past_the_invoke_timeout_raises_step_error_with_options_given():
+    app = App("t")
+
+    @app.workflow("slow-child")
+    def slow_child(ctx: Context) -> str:
+        ctx.step.sleep("long", "2h")
+        return Tagged().serialize("late")
+
+    @app.workflow("parent", trigger="go")
+    def parent(ctx: Context) -> Any:
+        try:
+            return ctx.step.invoke(
+                "wait",
+                workflow="slow-child",
+                data=None,
+                timeout="1h",
+                payload_serdes=Tagged(),
+                result_serdes=Tagged(),
+                tenant_id="acme",
+            )
+        except StepError as error:
+            return error.error_type
+
+    with LocalRuntime(app, start=START) as rt:
+        [parent_id] = rt.send(Event(name="go"))
+        rt.advance(timedelta(hours=1, minutes=1))
+        assert rt.run(parent_id).output == "InvokeTimeoutError"

@@ -204,6 +204,31 @@ def test_without_at_most_once_a_crashed_attempt_runs_again(effects):
         assert rt.run(run_id).output == "charged"
 
 
+def test_duplicate_deliveries_run_a_step_with_options_once(effects):
+    app = App("t")
+
+    @app.workflow("w", trigger="go")
+    def flow(ctx: Context) -> Any:
+        value = ctx.step.run(
+            "charge",
+            lambda: effects.record("charge") or {"paid": 7},
+            at_most_once=True,
+            serdes=Shouting(),
+            timeout="1m",
+            retries=Retry(max_attempts=3),
+        )
+        ctx.step.sleep("nap", "1m")
+        return value
+
+    with LocalRuntime(app, start=START, deliveries_per_message=2) as rt:
+        [run_id] = rt.send(Event(name="go"))
+        rt.advance(timedelta(minutes=2))
+        assert rt.run(run_id).output == {"paid": 7}
+        assert effects["charge"] == 1
+        [step, _] = rt.history(run_id)
+        assert (step.status, step.attempts) == ("COMPLETED", 1)
+
+
 def test_an_at_most_once_step_costs_one_more_write_per_attempt(requests_of):
     def run_with(at_most_once: bool) -> int:
         app = App("t")
