@@ -11,7 +11,7 @@ from rich.console import Console
 
 from infra.local import LocalRuntime
 from infra.local.render import timeline
-from sdk import App, Context, Event, StepError
+from sdk import App, AsyncContext, Context, Event, StepError
 from tests.conftest import START
 from tests.faults import crash_once, wrap_store
 
@@ -164,3 +164,24 @@ def test_a_child_past_the_invoke_timeout_raises_step_error_with_options_given():
         [parent_id] = rt.send(Event(name="go"))
         rt.advance(timedelta(hours=1, minutes=1))
         assert rt.run(parent_id).output == "InvokeTimeoutError"
+
+
+def test_an_async_workflow_invokes_with_serdes_and_a_tenant():
+    app = invoking_app()
+
+    @app.workflow("async-parent", trigger="go-async")
+    async def parent(ctx: AsyncContext) -> Any:
+        return await ctx.step.invoke(
+            "price",
+            workflow="child",
+            data={"lines": [1, 2]},
+            payload_serdes=Tagged(),
+            result_serdes=Tagged(),
+            tenant_id="globex",
+        )
+
+    with LocalRuntime(app, start=START) as rt:
+        [parent_id] = rt.send(Event(name="go-async"))
+        assert rt.run(parent_id).output == {"total": 3}
+        [child] = rt.runs(workflow="child")
+        assert rt.run(child.run_id).tenant_id == "globex"
