@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from infra.local import LocalRuntime
-from sdk import App, Context, Event, PluginInfo, Retry, WorkflowDefinitionError
+from sdk import App, AsyncContext, Context, Event, PluginInfo, Retry, WorkflowDefinitionError
 from tests.conftest import START
 
 
@@ -175,3 +175,29 @@ def test_a_plugin_without_any_hook_is_a_definition_error():
         App("t", plugins=[object()])
     with pytest.raises(WorkflowDefinitionError, match="list of plugin objects"):
         App("t", plugins=Recorder())  # type: ignore[arg-type]
+
+
+def test_duplicate_deliveries_and_an_async_workflow_report_each_operation_once():
+    recorder = Recorder()
+    app = App("t", plugins=[recorder])
+
+    @app.workflow("w", trigger="go")
+    async def flow(ctx: AsyncContext) -> Any:
+        one = await ctx.step.run("a", lambda: 1)
+        await ctx.step.sleep("nap", "1m")
+        return one + await ctx.step.child("c", lambda: ctx.step.run("b", lambda: 2))
+
+    with LocalRuntime(app, start=START, deliveries_per_message=2) as rt:
+        [run_id] = rt.send(Event(name="go"))
+        rt.advance(timedelta(minutes=2))
+        assert rt.run(run_id).output == 3
+    operations = collections.Counter(
+        (e[0], e[1]) for e in recorder.events if e[0].startswith("operation")
+    )
+    assert operations == {
+        (hook, step): 1
+        for hook in ("operation_start", "operation_end")
+        for step in ("a", "nap", "c", "b")
+    }
+    firsts = [e[5] for e in recorder.events if e[0] == "invocation_start"]
+    assert firsts[0] is True and not any(firsts[1:])
