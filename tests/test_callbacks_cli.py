@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests import test_cli
-from tests.test_cli import Process, cli_env, eventually, free_port, run_status
+from tests.test_cli import Process, cli_env, eventually, free_port
 
 stepline = test_cli.stepline  # the fixture: `stepline(*args)` runs the CLI in a subprocess
 
@@ -32,23 +32,33 @@ def endpoint(tmp_path: Path) -> Iterator[str]:
         server.close()
 
 
-def waiting_callback(stepline, endpoint: str) -> tuple[str, str]:
-    """Start an expense run; return (run id, the callback id `runs show` prints)."""
-    at = ("--endpoint", endpoint)
-    sent = json.loads(stepline("send", "test/expense", *at, "--json").stdout)
-    [run_id] = sent["outcome"]["started"]
-    eventually(lambda: run_status(stepline, endpoint, run_id) == "WAITING")
-    shown = json.loads(stepline("runs", "show", run_id, *at, "--json").stdout)
-    [step] = shown["steps"]
-    assert (step["kind"], step["status"]) == ("callback", "WAITING")
-    text = stepline("runs", "show", run_id, *at).stdout
-    assert step["callback_id"] in text.replace("\n", "")
-    return run_id, step["callback_id"]
+def shown(stepline, endpoint: str, run_id: str) -> dict:
+    return json.loads(stepline("runs", "show", run_id, "--endpoint", endpoint, "--json").stdout)
+
+
+def once(stepline, endpoint: str, run_id: str, status: str) -> dict:
+    """`runs show --json` of the run, once it has `status` (one CLI call per look)."""
+    return eventually(
+        lambda: (view := shown(stepline, endpoint, run_id))["run"]["status"] == status and view
+    )
 
 
 def test_callbacks_complete_fail_and_heartbeat_from_the_cli(stepline, endpoint):
     at = ("--endpoint", endpoint)
-    run_id, callback_id = waiting_callback(stepline, endpoint)
+    # GIVEN two expense runs, each waiting on a callback whose id `runs show` prints
+    run_ids = []
+    for _ in range(2):
+        sent = json.loads(stepline("send", "test/expense", *at, "--json").stdout)
+        run_ids.extend(sent["outcome"]["started"])
+    callback_ids = []
+    for run_id in run_ids:
+        [step] = once(stepline, endpoint, run_id, "WAITING")["steps"]
+        assert (step["kind"], step["status"]) == ("callback", "WAITING")
+        callback_ids.append(step["callback_id"])
+    run_id, other_run = run_ids
+    callback_id, other_id = callback_ids
+    text = stepline("runs", "show", run_id, *at).stdout
+    assert callback_id in text.replace("\n", "")
 
     # A heartbeat is accepted while it waits
     beat = stepline("callbacks", "heartbeat", callback_id, *at)
@@ -57,9 +67,8 @@ def test_callbacks_complete_fail_and_heartbeat_from_the_cli(stepline, endpoint):
     # WHEN it is completed from the CLI THEN the run gets the result
     done = stepline("callbacks", "complete", callback_id, "--result", '{"ok": true}', *at)
     assert f"completed callback approval of run {run_id}" in done.stdout
-    eventually(lambda: run_status(stepline, endpoint, run_id) == "COMPLETED")
-    shown = json.loads(stepline("runs", "show", run_id, *at, "--json").stdout)
-    assert shown["run"]["output"] == {"decision": {"ok": True}}
+    view = once(stepline, endpoint, run_id, "COMPLETED")
+    assert view["run"]["output"] == {"decision": {"ok": True}}
 
     # AND a second answer is refused (exit 1), an unknown id is not found (exit 3)
     again = stepline("callbacks", "fail", callback_id, "--error-type", "No", *at, check=False)
@@ -67,11 +76,10 @@ def test_callbacks_complete_fail_and_heartbeat_from_the_cli(stepline, endpoint):
     unknown = stepline("callbacks", "complete", callback_id[:-4] + "abcd", *at, check=False)
     assert unknown.returncode == 3 and "no callback has the id" in unknown.stderr
     assert callback_id.rsplit(".", 1)[1] not in unknown.stderr
-    bad = stepline("callbacks", "complete", callback_id, "--result", "{nope", *at, check=False)
+    bad = stepline("callbacks", "complete", other_id, "--result", "{nope", *at, check=False)
     assert bad.returncode == 2
 
     # A failure from the CLI raises StepError in the workflow
-    other_run, other_id = waiting_callback(stepline, endpoint)
     stepline(
         "callbacks",
         "fail",
@@ -82,6 +90,5 @@ def test_callbacks_complete_fail_and_heartbeat_from_the_cli(stepline, endpoint):
         "too much",
         *at,
     )
-    eventually(lambda: run_status(stepline, endpoint, other_run) == "COMPLETED")
-    shown = json.loads(stepline("runs", "show", other_run, *at, "--json").stdout)
-    assert shown["run"]["output"] == {"error": "Rejected", "message": "too much"}
+    view = once(stepline, endpoint, other_run, "COMPLETED")
+    assert view["run"]["output"] == {"error": "Rejected", "message": "too much"}
