@@ -42,6 +42,9 @@ from sdk._paths import MISSING, lookup
 
 log = logging.getLogger("stepline.events")
 
+# Events that answer callbacks (engine/callbacks.py) start no run.
+CALLBACK_EVENT_PREFIX = "stepline/callback."
+
 R = TypeVar("R")
 
 
@@ -142,6 +145,8 @@ class EventRouter:
         return list(skipped.values())
 
     def _why_nothing(self, event: Event, skipped: list[SkippedWorkflow]) -> str:
+        if event.name.startswith(CALLBACK_EVENT_PREFIX):
+            return "it answers a callback (the waits function completes the callback it names)"
         if skipped:
             return "; ".join(f"{entry.workflow_id}: {entry.reason}" for entry in skipped)
         names = sorted(

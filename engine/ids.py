@@ -22,6 +22,7 @@ keys only as digests (`event_key`).
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -241,3 +242,35 @@ def cron_event_id(workflow_id: str, expression: str, tz: str, tick: datetime) ->
     instant = tick.astimezone(UTC)
     digest = _digest("cron-tick", workflow_id, expression, tz, instant.isoformat(), length=20)
     return f"cron-{instant:%Y%m%dT%H%M%SZ}-{digest}"
+
+
+_CALLBACK_PREFIX = "cb1"
+
+
+def callback_id(run_id: str, step_key: StepKey, secret: str) -> str:
+    """The id a callback is completed by: where it is, and its secret (module docstring).
+
+    `<prefix>.<base64url of [run id, step key]>.<secret>`: the first parts let whoever
+    holds the id find the callback with one strongly consistent read (no index, so a
+    completion right after creation finds it); the secret, 128 random bits drawn through
+    the Clock when the callback was created and kept in its record, makes the id
+    unguessable and good for this callback only.
+    """
+    where = json.dumps([run_id, str(step_key)], separators=(",", ":")).encode()
+    encoded = base64.urlsafe_b64encode(where).decode().rstrip("=")
+    return f"{_CALLBACK_PREFIX}.{encoded}.{secret}"
+
+
+def parse_callback_id(text: object) -> tuple[str, StepKey, str] | None:
+    """(run id, step key, secret) of a callback id, or None if `text` is not one."""
+    if not isinstance(text, str) or len(text) > 4096:
+        return None
+    parts = text.strip().split(".")
+    if len(parts) != 3 or parts[0] != _CALLBACK_PREFIX or not parts[2]:
+        return None
+    try:
+        padded = parts[1] + "=" * (-len(parts[1]) % 4)
+        run_id, key = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        return str(run_id), StepKey.parse(key), parts[2]
+    except (ValueError, TypeError):
+        return None

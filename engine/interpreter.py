@@ -33,6 +33,7 @@ from engine.lifecycle import Lifecycle
 from engine.model import ErrorInfo
 from engine.operations.patched import Patches
 from engine.outcomes import Abandoned, Completed, ContinuedAsNew, Failed, Outcome, Suspended
+from engine.plugins import Plugins
 from engine.ports import LoadedRun, Ports
 from engine.session import Session, current_attempt
 from engine.settings import EngineSettings
@@ -52,6 +53,7 @@ class Interpreter:
         settings: EngineSettings,
         remaining_time: Callable[[], float],
         keeper: LeaseKeeper | None = None,
+        plugins: Plugins | None = None,
     ) -> None:
         self.workflow = workflow
         self.session = Session(
@@ -63,6 +65,7 @@ class Interpreter:
             settings=settings,
             remaining_time=remaining_time,
             keeper=keeper,
+            plugins=plugins,
         )
 
     def execute(self) -> Outcome:

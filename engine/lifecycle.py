@@ -53,9 +53,10 @@ class Lifecycle:
         *,
         run_id: str | None = None,
         parent: ParentRef | None = None,
+        tenant_id: str | None = None,
     ) -> str:
         """Create a QUEUED run (idempotent on its id) and enqueue its first message."""
-        return self.start(workflow, event, run_id=run_id, parent=parent).run_id
+        return self.start(workflow, event, run_id=run_id, parent=parent, tenant_id=tenant_id).run_id
 
     def start(
         self,
@@ -65,6 +66,7 @@ class Lifecycle:
         run_id: str | None = None,
         parent: ParentRef | None = None,
         continued_from: str | None = None,
+        tenant_id: str | None = None,
     ) -> StartedRun:
         """`start_run`, also saying whether this call created the run or it existed."""
         now = self.ports.clock.now()
@@ -79,6 +81,7 @@ class Lifecycle:
             parent=parent,
             secret=self.ports.clock.token(),
             continued_from=continued_from,
+            tenant_id=tenant_id,
         )
         subscriptions = self._subscriptions(workflow, run_id, event, now)
         existing = self.ports.store.create_run(run, event, subscriptions)

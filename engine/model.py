@@ -62,9 +62,23 @@ class StepKind(StrEnum):
     SEND = "send_event"
     INVOKE = "invoke"
     PATCH = "patched"  # a ctx.patched marker: this run took the new code at this point
+    # A scope of steps whose result is recorded once (engine/operations/child.py).
+    CHILD = "child"
+    # A batch (engine/operations/batch.py): the map or parallel group, and each item or
+    # branch of it, recorded once it settles.
+    MAP = "map"
+    MAP_ITEM = "map_item"
+    PARALLEL = "parallel"
+    BRANCH = "branch"
+    CALLBACK = "callback"
+    WAIT_FOR_CALLBACK = "wait_for_callback"
+    CONDITION = "wait_for_condition"
 
 
 class StepStatus(StrEnum):
+    # An at-most-once attempt that began (its outcome not yet recorded), or a scope (a
+    # child, a map, a parallel group with completion options) whose steps are under way.
+    STARTED = "STARTED"
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
     RETRYING = "RETRYING"
@@ -152,6 +166,23 @@ class WaitSpec(_Record):
 class InvokeSpec(_Record):
     workflow: str
     child_run_id: str
+    tenant_id: str | None = None
+
+
+class CallbackSpec(_Record):
+    """What a callback step waits for: a completion carrying its id (engine/callbacks.py).
+
+    `secret` is the random part of the callback id (Clock.token); the id itself is derived
+    from it with the run id and the step's key (engine.ids.callback_id). The step's
+    `wake_at` is the earlier of `timeout_at` and the heartbeat deadline.
+    """
+
+    secret: str = Field(repr=False)
+    timeout_at: datetime | None = None
+    heartbeat_timeout: float | None = None
+    heartbeat_at: datetime | None = None
+    # Who settled it: the id of the event that did, or "api" for a direct call.
+    settled_by: str | None = None
 
 
 class StepRecord(_Record):
@@ -178,6 +209,9 @@ class StepRecord(_Record):
     # run again if a crash cut off the first wake-up.
     indexed: bool = False
     invoke: InvokeSpec | None = None
+    callback: CallbackSpec | None = None
+    # When the attempt in progress began (an at-most-once step's STARTED record).
+    attempt_started_at: datetime | None = None
 
     @property
     def index_key(self) -> str | None:
@@ -269,6 +303,8 @@ class RunRecord(_Record):
     output: Any = None
     error: ErrorInfo | None = None
     parent: ParentRef | None = None
+    # Given by the parent's `step.invoke(..., tenant_id=...)`; shown by `runs show`.
+    tenant_id: str | None = None
     # For a run started by `replay`: the run it re-runs, and the step it re-ran from.
     replay_of: str | None = None
     replay_from: str | None = None

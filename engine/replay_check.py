@@ -92,10 +92,10 @@ class _ReplayOnly(Session):
         #: (position, what is recorded there, what the code asked for).
         self.diverged_at: tuple[StepKey, str, str] | None = None
 
-    async def open(self, kind: StepKind, user_id: str) -> Slot:
+    async def open(self, kind: StepKind, user_id: str, *, holds_steps: bool = False) -> Slot:
         peeked = self.peek()
         try:
-            slot = await super().open(kind, user_id)
+            slot = await super().open(kind, user_id, holds_steps=holds_steps)
         except NonDeterminismError:
             recorded = peeked.record
             what = f"step {recorded.id!r} ({recorded.kind})" if recorded else "a parallel group"

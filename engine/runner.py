@@ -61,6 +61,7 @@ from engine.model import (
     WorkMessage,
 )
 from engine.outcomes import Abandoned, Completed, ContinuedAsNew, Failed, Outcome, Suspended
+from engine.plugins import Plugins
 from engine.ports import LoadedRun, Ports
 from engine.settings import HISTORY_WARNING_STEPS, EngineSettings
 from sdk import App
@@ -204,8 +205,17 @@ class Runner:
                 log.debug("run %s changed before it could be claimed; leaving it", run.run_id)
                 return
             loaded.run = claimed
+            plugins = Plugins.of(
+                self.app.plugins,
+                run_id=run.run_id,
+                workflow_id=run.workflow_id,
+                first=first_invocation,
+            )
             with LeaseKeeper(self.ports.store, self.ports.clock, claimed, self.settings) as keeper:
-                self._advance(loaded, delivery, remaining_time, keeper)
+                if plugins is None:
+                    self._advance(loaded, delivery, remaining_time, keeper, None)
+                else:
+                    self._advance_reported(loaded, delivery, remaining_time, keeper, plugins)
         finally:
             with self._live_lock:
                 self._live[claim] -= 1
@@ -250,43 +260,68 @@ class Runner:
             return Admission.REARM
         return Admission.DROP
 
+    def _advance_reported(
+        self,
+        loaded: LoadedRun,
+        delivery: Delivery,
+        remaining_time: Callable[[], float],
+        keeper: LeaseKeeper,
+        plugins: Plugins,
+    ) -> None:
+        """`_advance`, between the plugins' invocation hooks (engine/plugins.py)."""
+        plugins.invocation_start()
+        try:
+            status = self._advance(loaded, delivery, remaining_time, keeper, plugins)
+        except Exception as error:
+            plugins.invocation_end("ERROR", ErrorInfo.from_exception(error, with_traceback=False))
+            raise
+        plugins.invocation_end(status, loaded.run.error if status == "FAILED" else None)
+
     def _advance(
         self,
         loaded: LoadedRun,
         delivery: Delivery,
         remaining_time: Callable[[], float],
         keeper: LeaseKeeper,
-    ) -> None:
+        plugins: Plugins | None,
+    ) -> str:
+        """Replay and apply the outcome; returns the run's status after (or ABANDONED)."""
         for _ in range(self.settings.max_reloads):
-            outcome = self._execute(loaded, remaining_time, keeper)
+            outcome = self._execute(loaded, remaining_time, keeper, plugins)
             if isinstance(outcome, Abandoned):
                 log.info("run %s: %s; stopping this invocation", loaded.run.run_id, outcome.reason)
                 if keeper.cancelled:
                     # Waits or children this invocation made after the cancel's clean-up.
                     self.lifecycle.clean_up_cancelled(loaded.run.run_id)
-                return
+                return "ABANDONED"
             try:
                 self._apply(loaded, outcome)
-                return
+                return loaded.run.status.value
             except RunConflict as conflict:
                 current = conflict.current
                 if current is None:
-                    return
+                    return "ABANDONED"
                 if current.status is RunStatus.CANCELLED:
                     log.info("run %s was cancelled while it ran", current.run_id)
                     self.lifecycle.clean_up_cancelled(current.run_id)
-                    return
+                    return current.status.value
                 if current.status.terminal or not keeper.holds(current):
                     # Another delivery claimed it (perhaps a redelivery of this very
                     # message, after our lease lapsed): it carries on, not us.
-                    return
+                    return "ABANDONED"
                 log.debug(
                     "run %s changed while it ran (an event or child); replaying", current.run_id
                 )
                 reloaded = self.ports.store.load(current.run_id)
                 if reloaded is None:
-                    return
+                    return "ABANDONED"
                 _remember_run(reloaded, self.settings)
+                if isinstance(outcome, Suspended):
+                    # The replay goes past where this one stopped: what it finds there
+                    # (what changed the run) is new, as after a suspension.
+                    reloaded.run = reloaded.run.model_copy(
+                        update={"suspended_at": tuple(p.step_key for p in outcome.pending)}
+                    )
                 loaded = reloaded
         # Giving up here must not ack the message: the run still holds this delivery's
         # lease, and the pokes that kept changing it were dropped because of that lease.
@@ -297,7 +332,11 @@ class Runner:
         )
 
     def _execute(
-        self, loaded: LoadedRun, remaining_time: Callable[[], float], keeper: LeaseKeeper
+        self,
+        loaded: LoadedRun,
+        remaining_time: Callable[[], float],
+        keeper: LeaseKeeper,
+        plugins: Plugins | None = None,
     ) -> Outcome:
         run = loaded.run
         workflow = self.app.get(run.workflow_id)
@@ -319,6 +358,7 @@ class Runner:
             settings=self.settings,
             remaining_time=remaining_time,
             keeper=keeper,
+            plugins=plugins,
         ).execute()
 
     def _apply(self, loaded: LoadedRun, outcome: Outcome) -> None:

@@ -4,7 +4,7 @@
 |---|---|---|
 | `handle_work` | work | advances the run the `WorkMessage` names (`Runner.handle`) |
 | `handle_trigger` | trigger | starts the runs the event triggers (`EventRouter.trigger`) |
-| `handle_waits` | waits | resolves the `wait_for_event` steps it matches |
+| `handle_waits` | waits | resolves the `wait_for_event` steps it matches; answers the callback a `stepline/callback.*` event names (engine/callbacks.py) |
 | `handle_cancel` | cancel | cancels the runs whose `cancel_on` it matches |
 | `handle_cron_schedules` | (none: CloudFormation calls it) | the `CronSchedules` custom resource: keeps the app's Cron schedules in step with each deploy |
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from engine.callbacks import EVENTS as CALLBACK_EVENTS
 from engine.model import Delivery, WorkMessage
 from infra.cron_schedules import CronScheduleSync
 from infra.custom_resource import Respond, answer, put_response
@@ -76,11 +77,17 @@ def handle_trigger(
 def handle_waits(
     event: dict[str, Any], context: LambdaContext | None, services: Services | None = None
 ) -> dict[str, Any]:
-    """Fed by the waits queue: resolves the `wait_for_event` steps an event matches."""
+    """Fed by the waits queue: resolves the `wait_for_event` steps an event matches, and
+    answers the callbacks that `stepline/callback.*` events name."""
     svc = services or default_services()
-    return process_batch(
-        event, "waits", lambda record: svc.router.resolve_waits(decode_event(record, svc)), svc
-    )
+
+    def handle(record: SQSRecord) -> object:
+        received = decode_event(record, svc)
+        if received.name in CALLBACK_EVENTS:
+            return svc.callbacks.handle_event(received)
+        return svc.router.resolve_waits(received)
+
+    return process_batch(event, "waits", handle, svc)
 
 
 def handle_cancel(

@@ -7,10 +7,13 @@ so removing or renaming a name here is a deliberate, reviewed change.
 """
 
 from sdk._app import INVOKED_EVENT, RUN_FAILED_EVENT, App, Workflow
+from sdk._batch import BatchItem, BatchItemStatus, BatchResult, CompletionReason
+from sdk._callback import AsyncCallback, Callback
 from sdk._context import AsyncContext, AsyncStep, Context, Step
 from sdk._cron import CRON_EVENT, Cron
 from sdk._duration import Duration, parse_duration
 from sdk._errors import (
+    CallbackError,
     NonDeterminismError,
     NonRetriableError,
     RetryAfterError,
@@ -19,7 +22,9 @@ from sdk._errors import (
     WorkflowDefinitionError,
 )
 from sdk._event import Event
+from sdk._plugins import PluginInfo
 from sdk._retry import Retry
+from sdk._serdes import Serdes
 from sdk._triggers import CancelOn, Trigger
 
 __all__ = [
@@ -27,17 +32,26 @@ __all__ = [
     "INVOKED_EVENT",
     "RUN_FAILED_EVENT",
     "App",
+    "AsyncCallback",
     "AsyncContext",
     "AsyncStep",
+    "BatchItem",
+    "BatchItemStatus",
+    "BatchResult",
+    "Callback",
+    "CallbackError",
     "CancelOn",
+    "CompletionReason",
     "Context",
     "Cron",
     "Duration",
     "Event",
     "NonDeterminismError",
     "NonRetriableError",
+    "PluginInfo",
     "Retry",
     "RetryAfterError",
+    "Serdes",
     "Step",
     "StepError",
     "StepLineError",

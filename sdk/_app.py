@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from sdk._cron import Cron, looks_like_schedule, schedule_refusal
 from sdk._errors import WorkflowDefinitionError
+from sdk._plugins import check_plugins
 from sdk._retry import Retry
 from sdk._triggers import CancelOn, Trigger
 
@@ -52,14 +53,18 @@ class Workflow:
 
 
 class App:
-    """A named set of workflows; one per deployment (`STEPLINE_APP=module:app`)."""
+    """A named set of workflows; one per deployment (`STEPLINE_APP=module:app`).
 
-    def __init__(self, name: str) -> None:
+    `plugins` hear about every run of the app's workflows (sdk/_plugins.py).
+    """
+
+    def __init__(self, name: str, *, plugins: Sequence[object] | None = None) -> None:
         if not isinstance(name, str) or not _WORKFLOW_ID.match(name):
             raise WorkflowDefinitionError(
                 f"App name {name!r}: use letters, digits, '.', '_', '-' or '/' (at most 80)"
             )
         self.name = name
+        self.plugins = check_plugins(plugins)
         self._workflows: dict[str, Workflow] = {}
 
     def workflow(

@@ -525,6 +525,44 @@ def test_a_cancelling_event_cancels_the_run_and_withdraws_its_schedule(stack):
     assert set(queue_depths(stack).values()) == {0}
 
 
+# Callback ids the expense workflow handed to "the approver" (another system).
+HANDED: list[str] = []
+
+
+@shop.workflow("expense", trigger="expense/submitted")
+def expense(ctx: Context) -> Any:
+    return ctx.step.wait_for_callback("approval", HANDED.append, timeout="7d")
+
+
+def test_a_system_holding_only_a_callback_id_completes_it_with_an_event_on_the_bus(stack):
+    # GIVEN a run waiting on a callback whose id was handed to another system
+    lambdas = Lambdas(stack, ManualClock(datetime.now(UTC)), app=shop)
+    store = store_of(stack)
+    submitted = put_event(stack, "expense/submitted", {"amount": 120})
+    lambdas.drain()
+    run_id = run_id_for("expense", submitted)
+    assert store.get_run(run_id).status == "WAITING"
+    callback_id = HANDED[-1]
+    # WHEN that system puts one event on the stack's bus (it needs events:PutEvents only)
+    put_event(
+        stack,
+        "stepline/callback.completed",
+        {"callbackId": callback_id, "result": {"approved": True}},
+    )
+    lambdas.drain()
+    # THEN the waits function completed it with its own role, and the run carried on
+    run = store.get_run(run_id)
+    assert run.status == "COMPLETED", run.error
+    assert run.output == {"approved": True}
+    # AND a second answer is refused without changing anything or poisoning a queue
+    put_event(stack, "stepline/callback.failed", {"callbackId": callback_id, "errorType": "No"})
+    lambdas.drain()
+    assert store.get_run(run_id).output == {"approved": True}
+    assert lambdas.denials() == []
+    assert set(queue_depths(stack).values()) == {0}
+    assert {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"} <= lambdas.used("waits")
+
+
 # -- the roles do not allow more ---------------------------------------------------------
 
 

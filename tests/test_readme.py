@@ -210,7 +210,7 @@ def test_the_quick_start_defines_a_workflow_and_runs_it_locally_in_virtual_time(
 def test_the_demo_command_runs():
     result = bash(shell_command(".venv/bin/python -m examples.demo"), cli_env(ROOT))
     assert result.returncode == 0, result.stderr
-    assert "Summary" in result.stdout and "7 runs" in result.stdout
+    assert "Summary" in result.stdout and "9 runs (1 cancelled, 8 completed" in result.stdout
 
 
 def publish_from_an_application(exports: str, directory: Path) -> None:

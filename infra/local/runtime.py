@@ -39,6 +39,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Self
 
+from engine.callbacks import Callbacks
 from engine.clock import ManualClock
 from engine.events import EventRouter
 from engine.ids import run_id_for
@@ -231,6 +232,7 @@ class LocalRuntime:
             router=EventRouter(app, services.ports, runner.lifecycle, services.router.settings),
             lifecycle=runner.lifecycle,
             queue_urls=services.queue_urls,
+            callbacks=Callbacks(services.ports, runner.lifecycle, services.router.settings),
         )
         self._sync_crons()
 
@@ -340,6 +342,30 @@ class LocalRuntime:
         new_id = self.services.lifecycle.replay(workflow, run_id, from_step=from_step)
         self.drain()
         return new_id
+
+    # -- callbacks (engine/callbacks.py; each raises sdk.CallbackError when refused) -------
+
+    def complete_callback(self, callback_id: str, result: Any = None) -> None:
+        """Complete a callback with `result` (JSON); processes until idle."""
+        self._require()
+        self.services.callbacks.complete(callback_id, result)
+        self.drain()
+
+    def fail_callback(
+        self, callback_id: str, error_type: str = "CallbackFailed", error_message: str = ""
+    ) -> None:
+        """Fail a callback: its `result()` raises StepError; processes until idle."""
+        self._require()
+        self.services.callbacks.fail(
+            callback_id, error_type=error_type, error_message=error_message
+        )
+        self.drain()
+
+    def heartbeat_callback(self, callback_id: str) -> None:
+        """Restart a callback's heartbeat timeout; processes until idle."""
+        self._require()
+        self.services.callbacks.heartbeat(callback_id)
+        self.drain()
 
     def dead_letters(self, role: str = "work") -> list[Any]:
         """Bodies of the messages that reached a queue's dead-letter queue (they stay there):

@@ -1,7 +1,8 @@
 """The `stepline` command line (the `stepline` console script; `python -m infra.local.cli`).
 
 One module per command group: `serve` (dev, worker), `events` (send), `runs` (list,
-show, cancel, replay), `check` (check, and `runs export`), `workflows` (list), on what they share in
+show, cancel, replay), `check` (check, and `runs export`), `workflows` (list),
+`callbacks` (complete, fail, heartbeat), on what they share in
 `common` (exit codes, options, error handling, connecting).
 
     stepline dev --app MODULE:APP [--port 4566]     moto server + workers + timer pump, real time
@@ -14,6 +15,7 @@ show, cancel, replay), `check` (check, and `runs export`), `workflows` (list), o
     stepline runs export RUN_ID [--output FILE]     a run's history as JSON
     stepline check --app MODULE:APP [--history FILE|DIR]   would runs in flight survive this code?
     stepline workflows list --app MODULE:APP [--ticks N]   triggers, and each Cron's next ticks
+    stepline callbacks complete|fail|heartbeat CALLBACK_ID
     stepline --version
 
 RUN_ID may be any unique start of a run id (an id printed cut, "…", is read as one).
@@ -39,6 +41,7 @@ from __future__ import annotations
 
 import typer
 
+from infra.local.cli.callbacks import callbacks_cli
 from infra.local.cli.check import check
 from infra.local.cli.common import Exit, version
 from infra.local.cli.events import send
@@ -57,6 +60,7 @@ cli = typer.Typer(
 )
 cli.add_typer(runs_cli, name="runs")
 cli.add_typer(workflows_cli, name="workflows")
+cli.add_typer(callbacks_cli, name="callbacks")
 
 
 def _print_version(value: bool) -> None:
