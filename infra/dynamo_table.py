@@ -179,6 +179,13 @@ def encode_step(record: StepRecord) -> str | bytes:
     return text
 
 
+def decode_step(stored: str | bytes) -> StepRecord:
+    """The step record in a stored value (`encode_step`'s inverse; its key is not in it)."""
+    return StepRecord.model_validate_json(
+        zlib.decompress(stored) if isinstance(stored, bytes) else stored
+    )
+
+
 def step_value(stored: str | bytes) -> AttributeValueTypeDef:
     """The attribute holding a step record's stored value, keyed by its form."""
     return {"B": stored} if isinstance(stored, bytes) else {"S": stored}
@@ -326,15 +333,10 @@ class DynamoTable:
     @staticmethod
     def _stored_from(item: Item, key: StepKey | None = None) -> Stored:
         """The step record (and revision) in a step item, or in an index entry (`key`)."""
-        stored: str | bytes
-        if "z" in item:
-            stored = bytes(item["z"]["B"])
-            text: str | bytes = zlib.decompress(stored)
-        else:
-            stored = text = item["r"]["S"]
+        stored = bytes(item["z"]["B"]) if "z" in item else item["r"]["S"]
         if key is None:
             key = StepKey.parse(item["sk"]["S"].removeprefix(STEP_PREFIX))
-        record = StepRecord.model_validate_json(text)
+        record = decode_step(stored)
         # The key is not stored in the record (the item's key holds it). Set in place on
         # the record just built, which nobody else holds yet: a model_copy per step was a
         # third of a resume's decoding.
