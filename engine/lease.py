@@ -10,9 +10,9 @@ invocation works, `LeaseKeeper`:
   at its final write.
 - answers the step gate (`check`), which the session calls before any new step
   starts. The gate looks at the run item again when its last look is older than
-  `control_interval`: a cancel (or anything else that ends the holder's claim) recorded
-  by then stops the invocation before the step starts. So no step starts later than
-  `control_interval` plus one read after a cancel is recorded, and a run of fast inline
+  `control_interval`: a cancel, a pause (engine/control.py) or anything else that ends
+  the holder's claim recorded by then stops the invocation before the step starts. So
+  no step starts later than `control_interval` plus one read after a cancel or pause, and a run of fast inline
   steps pays one read per `control_interval`, not one per step.
 
 Stopping is `RunHalted` (a `Superseded`): the session abandons the invocation
@@ -150,6 +150,8 @@ class LeaseKeeper:
         """Compare the stored run with our claim; halt if the claim is gone."""
         if current.status is RunStatus.CANCELLED:
             self._halt(f"the run was cancelled ({_reason(current)})", cancelled=True)
+        elif current.status is RunStatus.PAUSED:
+            self._halt("the run was paused", cancelled=False)
         elif not self.holds(current):
             self._halt(f"the run is {current.status} under another claim now", cancelled=False)
 

@@ -46,6 +46,8 @@ class RunStatus(StrEnum):
     RUNNING = "RUNNING"
     SLEEPING = "SLEEPING"
     WAITING = "WAITING"
+    # Held by an operator (engine/control.py): starts no step until resumed.
+    PAUSED = "PAUSED"
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
@@ -234,6 +236,28 @@ class CurrentStep(_Record):
     started_at: datetime
 
 
+class PauseInfo(_Record):
+    """Why and since when a PAUSED run is held, and what resuming it restores."""
+
+    at: datetime
+    reason: str
+    # The status it was paused in (QUEUED for a run held at its start).
+    was: RunStatus
+    # Held because its workflow was paused: resuming the workflow resumes it.
+    by_workflow: bool = False
+    # The claim of an invocation that was executing a step when the run was paused.
+    lease: Lease | None = None
+
+
+class WorkflowControl(_Record):
+    """An operator's hold on a workflow: while `paused`, its new runs start PAUSED."""
+
+    workflow_id: str
+    paused: bool = False
+    reason: str | None = None
+    at: datetime | None = None
+
+
 class ParentRef(_Record):
     """The step of another run that waits for this run (`step.invoke`)."""
 
@@ -279,6 +303,8 @@ class RunRecord(_Record):
     # When the latest invocation claimed the run. A sleep whose wake time is later was
     # never passed: a run cancelled before its timer was handled did not sleep through it.
     invoked_at: datetime | None = None
+    # While PAUSED: when, why and from what (engine/control.py).
+    pause: PauseInfo | None = None
 
     @property
     def lookback_start(self) -> datetime:
@@ -394,6 +420,17 @@ class EventOutcome(_Record):
                 f"already started {_runs(existing)}"
             )
         return f"started nothing: {self.reason or 'no workflow matched'}"
+
+
+class EventEffect(_Record):
+    """What the waits or cancel handler did with one event, recorded only when it did
+    something (so an event that touches nothing costs no write): the runs whose waits it
+    resolved, or the runs it cancelled. Kept for the lookback window, for the dashboard."""
+
+    event_id: str
+    kind: Literal["resolved", "cancelled"]
+    run_ids: tuple[str, ...]
+    at: datetime
 
 
 def _runs(run_ids: tuple[str, ...]) -> str:

@@ -212,6 +212,9 @@ class Runner:
         )
         if run.status.terminal:
             return Admission.REDO if redelivered_transition else Admission.DROP
+        if run.status is RunStatus.PAUSED:
+            # What the message announced is in the records; resuming sends a new one.
+            return Admission.DROP
         if run.status is RunStatus.RUNNING:
             lease = run.lease
             if lease is None or lease.expires_at <= now:
@@ -267,6 +270,9 @@ class Runner:
                 if current.status is RunStatus.CANCELLED:
                     log.info("run %s was cancelled while it ran", current.run_id)
                     self.lifecycle.clean_up_cancelled(current.run_id)
+                    return
+                if current.status is RunStatus.PAUSED:
+                    log.info("run %s was paused while it ran; resuming replays it", current.run_id)
                     return
                 if current.status.terminal or not keeper.holds(current):
                     # Another delivery claimed it (perhaps a redelivery of this very

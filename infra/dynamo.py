@@ -11,6 +11,9 @@ Item layout (`pk` / `sk`; every record is one JSON attribute `r`):
 | wait paths | `WAITPATHS#<event name>` | `_` | `paths` string set |
 | logged event | `EVLOG#<name>#<day>` | `<ts received>#<digest of id>` | `ttl` |
 | what an event started | `EVENT#<sha-256 of its id>` | `OUTCOME` | `ttl` |
+| the waits it resolved, the runs it cancelled | `EVENT#<sha-256 of its id>` | `RESOLVED`, `CANCELLED` | `ttl`; only when there are some |
+| a workflow's hold | `WORKFLOW#<id>` | `CONTROL` | |
+| event names seen (for the dashboard) | `EVNAMES` | `_` | `names` string set |
 
 So loading a run is one Query on its partition, each step write is one PutItem with a
 condition, and an event finds its waits with one Query on the `waiters` index.
@@ -21,7 +24,9 @@ condition, and an event finds its waits with one Query on the `waiters` index.
   store), and how records, keys and revisions are encoded as items;
 - infra/dynamo_runs.py: the run partition (`RunStore`), and its compare-and-set rules;
 - infra/dynamo_index.py: the waiters and runs indexes, wait paths and the event logs
-  (`MatchIndex`, `EventLog`, run listings).
+  (`MatchIndex`, `EventLog`, run listings);
+- infra/dynamo_operator.py: workflow holds, what the waits and cancel handlers did with
+  an event, and the dashboard's browsing reads.
 
 Throttling is retried by botocore (standard mode); what is left becomes
 `TransientError`, and what retrying cannot fix a `PermanentError` (`TableMissing`,
@@ -33,11 +38,11 @@ digests (engine/ids.py), and event ids enter the event log's sort key as digests
 from __future__ import annotations
 
 from engine.errors import TableMissing
-from infra.dynamo_index import IndexItems
+from infra.dynamo_operator import OperatorItems
 from infra.dynamo_runs import RunItems
 
 
-class DynamoStore(RunItems, IndexItems):
+class DynamoStore(RunItems, OperatorItems):
     """Implements RunStore, MatchIndex and EventLog on one table."""
 
 
