@@ -5,6 +5,7 @@
 | a workflow's hold | `WORKFLOW#<id>` | `CONTROL` | `WorkflowControl` (engine/control.py) |
 | what the waits / cancel handler did with an event | `EVENT#<sha-256 of its id>` | `RESOLVED` / `CANCELLED` | beside the trigger's `OUTCOME`; `ttl` |
 | event names seen | `EVNAMES` | `_` | `names` string set, added to once per name per process |
+| the dev server's facts | `STEPLINE#DEV` | `INFO` | its app, folder and dashboard URL (`stepline dev` only) |
 
 Browsing reads only what exists for the engine: the keys-only runs index (month by
 month, newest first, a time range as a key condition on `g2sk`), the runs' items and
@@ -40,7 +41,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("stepline.store")
 
-_NAMES_KEY = {"pk": {"S": "EVNAMES"}, "sk": {"S": "_"}}
+_NAMES_KEY: Item = {"pk": {"S": "EVNAMES"}, "sk": {"S": "_"}}
+_DEV_KEY: Item = {"pk": {"S": "STEPLINE#DEV"}, "sk": {"S": "INFO"}}
 _MAX_NAMES = 2_000
 _EFFECT_SK = {"resolved": "RESOLVED", "cancelled": "CANCELLED"}
 
@@ -96,6 +98,15 @@ class OperatorItems(IndexItems):
             },
         )
 
+    # -- the dev server's facts ---------------------------------------------------------
+
+    def put_dev_info(self, info: dict[str, str]) -> None:
+        self._call(self._client.put_item, Item={**_DEV_KEY, "r": s(json.dumps(info))})
+
+    def get_dev_info(self) -> dict[str, str] | None:
+        item = self._call(self._client.get_item, Key=_DEV_KEY, ConsistentRead=True).get("Item")
+        return dict(json.loads(item["r"]["S"])) if item else None
+
     # -- event effects and names (EventLog) ----------------------------------------------
 
     def record_effect(self, effect: EventEffect, *, expires_at: datetime) -> None:
@@ -121,11 +132,12 @@ class OperatorItems(IndexItems):
             self._call(
                 self._client.update_item,
                 Key=_NAMES_KEY,
-                UpdateExpression="ADD names :n",
+                UpdateExpression="ADD #names :n",
+                ExpressionAttributeNames={"#names": "names"},
                 ExpressionAttributeValues={":n": {"SS": [name]}},
             )
         except (TransientError, PermanentError) as error:
-            log.debug("could not note event name %r for the dashboard (%s)", name, error)
+            log.warning("could not note event name %r for the dashboard (%s)", name, error)
             return
         with self._names_lock:
             self._names_written.add(name)
@@ -149,6 +161,7 @@ class OperatorItems(IndexItems):
         now: datetime | None = None,
         months: int = 24,
         max_examined: int = 20_000,
+        with_events: bool = True,
     ) -> RunPage:
         """Runs newest first, created in [since, until), filtered; `cursor` continues a
         previous page. Examines at most `max_examined` run keys per page."""
@@ -173,7 +186,8 @@ class OperatorItems(IndexItems):
             keys.clear()
             if not wanted:
                 return False
-            triggers = self.events_of([run.run_id for _, run in wanted])
+            needed = with_events or event_filter is not None
+            triggers = self.events_of([run.run_id for _, run in wanted]) if needed else {}
             for sort_key, run in wanted:
                 event = triggers.get(run.run_id)
                 if event_filter is not None and (event is None or not event_filter(event)):

@@ -85,6 +85,8 @@ def cli_env(test_dir: Path) -> dict[str, str]:
         if not key.startswith(("STEPLINE_", "AWS_", "PYTEST_"))
     }
     env.update(STEPLINE_TEST_DIR=str(test_dir), PYTHONUNBUFFERED="1")
+    # Each test's `stepline dev` keeps its state in the test's own folder, not the project's.
+    env["STEPLINE_DEV_STATE"] = str(test_dir / "dev-state")
     return env
 
 

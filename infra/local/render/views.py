@@ -31,6 +31,7 @@ STATUS_STYLE = {
     "WAITING": "yellow",
     "RETRYING": "yellow",
     "TIMED_OUT": "bright_black",
+    "PAUSED": "blue",
 }
 
 
