@@ -281,12 +281,14 @@ class OperatorItems(IndexItems):
             day = top.astimezone(UTC).date()
             taken = 0
             for _ in range(days):
+                condition = "pk = :pk"
+                values = {":pk": s(f"EVLOG#{name}#{day:%Y-%m-%d}")}
+                if before is not None:
+                    condition += " AND sk < :top"
+                    values[":top"] = s(before.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
                 for item in self._query(
-                    KeyConditionExpression="pk = :pk AND sk < :top",
-                    ExpressionAttributeValues={
-                        ":pk": s(f"EVLOG#{name}#{day:%Y-%m-%d}"),
-                        ":top": s(top.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")),
-                    },
+                    KeyConditionExpression=condition,
+                    ExpressionAttributeValues=values,
                     ScanIndexForward=False,
                     Limit=limit,
                 ):

@@ -33,7 +33,7 @@ from flask import Flask, Response, abort, redirect, render_template, request, ur
 from werkzeug.wrappers.response import Response as BaseResponse
 
 from engine.views import RunView
-from infra.local.browse import ALL_STATUSES, FilterError, RunFilter, parse_when
+from infra.local.browse import ALL_STATUSES, RunFilter, parse_when
 from infra.local.ui import timeline
 from infra.local.ui.backend import Backend
 
@@ -111,8 +111,9 @@ def create_app(backend: Backend, *, token: str | None = None, hosts: Iterable[st
                 until=parse_when(args.get("until"), now),
                 query=args.get("data") or None,
             )
-            result = backend.runs(run_filter, args.get("cursor") or None)
-        except FilterError as problem:
+            limit = max(1, min(int(args.get("limit") or 50), 500))
+            result = backend.runs(run_filter, args.get("cursor") or None, limit)
+        except ValueError as problem:  # a FilterError, or a --limit that is no number
             error, result, run_filter = str(problem), None, RunFilter()
         views = [RunView.of(run) for run in result.runs] if result else []
         events = result.events if result else {}
