@@ -203,10 +203,11 @@ def test_no_action_without_the_token_from_another_site_or_under_another_host(rt)
         client.post(f"/runs/{nap}/cancel", data={}, headers={"Host": HOST}),
         client.post(f"/runs/{nap}/cancel", data={"token": "guess"}, headers={"Host": HOST}),
         post(client, f"/runs/{nap}/cancel", Origin="https://evil.example"),
+        post(client, f"/runs/{nap}/cancel", Origin="null"),
         post(client, f"/runs/{nap}/cancel", **{"Sec-Fetch-Site": "cross-site"}),
         client.post(f"/runs/{nap}/cancel", data={"token": TOKEN}, headers={"Host": "evil:80"}),
     ]
-    assert [response.status_code for response in refusals] == [403, 403, 403, 403, 400]
+    assert [response.status_code for response in refusals] == [403, 403, 403, 403, 403, 400]
     assert store.get_run(nap).status.value == "SLEEPING"
     # The same request from the dashboard's own page goes through
     allowed = post(client, f"/runs/{nap}/cancel", Origin=f"http://{HOST}")
@@ -258,12 +259,12 @@ def test_workflows_page_shows_definitions_counts_and_holds(rt):
     client = client_for(rt)
     page = text(get(client, "/workflows"))
     assert "<code>go/nap</code>" in page and "match <code>data.id</code>" in page
-    checkout = page.split('data-workflow="checkout"')[1].split("</article>")[0]
+    checkout = page.split('data-workflow="checkout"')[1].split("</tr>")[0]
     assert "failed 1" in checkout
     # Pausing a workflow holds its new runs until it is resumed
     post(client, "/workflows/quick/pause")
     held_page = text(get(client, "/workflows"))
-    assert "Resume workflow" in held_page.split('data-workflow="quick"')[1].split("</article>")[0]
+    assert "Resume workflow" in held_page.split('data-workflow="quick"')[1].split("</tr>")[0]
     rt.advance(timedelta(seconds=2))  # past the engine's hold cache
     [held] = rt.send(Event(name="go/quick", data={"name": "later"}))
     assert rt.run(held).status == "PAUSED"
