@@ -46,9 +46,9 @@ from engine.model import (
     RunStatus,
     StepRecord,
     StepStatus,
-    WorkflowControl,
     WorkMessage,
 )
+from engine.operator_model import WorkflowControl
 from engine.ports import Clock, Ports, RunStore
 
 if TYPE_CHECKING:

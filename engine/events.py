@@ -33,7 +33,8 @@ from engine.matching import (
     trigger_matches,
     wait_matches,
 )
-from engine.model import EventEffect, EventOutcome, SkippedWorkflow, StepRecord, StepStatus
+from engine.model import EventOutcome, SkippedWorkflow, StepRecord, StepStatus
+from engine.operator_model import EventEffect
 from engine.ports import Ports, Stored
 from engine.settings import EngineSettings
 from sdk import App, Event

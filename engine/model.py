@@ -249,15 +249,6 @@ class PauseInfo(_Record):
     lease: Lease | None = None
 
 
-class WorkflowControl(_Record):
-    """An operator's hold on a workflow: while `paused`, its new runs start PAUSED."""
-
-    workflow_id: str
-    paused: bool = False
-    reason: str | None = None
-    at: datetime | None = None
-
-
 class ParentRef(_Record):
     """The step of another run that waits for this run (`step.invoke`)."""
 
@@ -420,17 +411,6 @@ class EventOutcome(_Record):
                 f"already started {_runs(existing)}"
             )
         return f"started nothing: {self.reason or 'no workflow matched'}"
-
-
-class EventEffect(_Record):
-    """What the waits or cancel handler did with one event, recorded only when it did
-    something (so an event that touches nothing costs no write): the runs whose waits it
-    resolved, or the runs it cancelled. Kept for the lookback window, for the dashboard."""
-
-    event_id: str
-    kind: Literal["resolved", "cancelled"]
-    run_ids: tuple[str, ...]
-    at: datetime
 
 
 def _runs(run_ids: tuple[str, ...]) -> str:

@@ -26,15 +26,14 @@ from engine.ids import StepKey
 from engine.model import (
     CancelSubscription,
     CurrentStep,
-    EventEffect,
     EventOutcome,
     Lease,
     RunRecord,
     RunStatus,
     StepRecord,
-    WorkflowControl,
     WorkMessage,
 )
+from engine.operator_model import EventEffect, WorkflowControl
 from sdk import Event
 
 

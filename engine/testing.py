@@ -28,15 +28,14 @@ from engine.model import (
     CancelSubscription,
     CurrentStep,
     Delivery,
-    EventEffect,
     EventOutcome,
     Lease,
     RunRecord,
     RunStatus,
     StepRecord,
-    WorkflowControl,
     WorkMessage,
 )
+from engine.operator_model import EventEffect, WorkflowControl
 from engine.ports import LoadedRun, Ports, Revision, Stored
 from engine.runner import Runner
 from engine.settings import EngineSettings

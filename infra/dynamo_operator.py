@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from engine.errors import PermanentError, TransientError
-from engine.model import EventEffect, EventOutcome, RunRecord, WorkflowControl
+from engine.model import EventOutcome, RunRecord
+from engine.operator_model import EventEffect, WorkflowControl
 from infra.dynamo_index import IndexItems
 from infra.dynamo_table import EVENT_SK, RUN_SK, n, run_pk, s
 from infra.resources import RUNS_INDEX, TTL_ATTRIBUTE

@@ -23,7 +23,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from engine.control import RunControl
-from engine.model import RunRecord, WorkflowControl
+from engine.model import RunRecord
+from engine.operator_model import WorkflowControl
 from engine.ports import LoadedRun
 from infra.dynamo import DynamoStore
 from infra.local.browse import RunFilter
