@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,16 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.test_cli import APP, ROOT, Process, cli_env, eventually, free_port
+from tests.test_cli import (
+    APP,
+    ROOT,
+    Process,
+    cli_env,
+    eventually,
+    free_port,
+    moto_server,
+    start_worker,
+)
 
 Runner = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -408,3 +418,69 @@ def test_reload_restarts_the_workers_when_the_app_changes_and_keeps_state(tmp_pa
     finally:
         process.interrupt()
         process.close()
+
+
+def fetch_page(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return str(response.read().decode())
+
+
+def test_pause_resume_one_run_and_stepline_ui_on_a_separately_started_moto_server(
+    tmp_path, stepline
+):
+    """`stepline ui` against a plain `moto_server` (no `stepline dev`): what a person does
+    against any endpoint that is not the dev server, and the nearest a test comes to a
+    deployed stack."""
+    with moto_server(tmp_path) as endpoint:
+        at = ("--endpoint", endpoint)
+        worker = start_worker(APP, endpoint, tmp_path, "--create-resources")
+        ui: Process | None = None
+        try:
+            # GIVEN a sleeping run
+            nap = started(stepline, endpoint, "test/nap")
+            eventually(lambda: stored_status(endpoint, nap) == "SLEEPING")
+            # WHEN one run is paused by (a unique start of) its id, THEN DynamoDB says PAUSED
+            paused = stepline("runs", "pause", nap[:-4], *at)
+            assert paused.stdout.strip() == f"paused {nap}"
+            assert stored_status(endpoint, nap) == "PAUSED"
+            again = stepline("runs", "pause", nap, *at)
+            assert "nothing to pause" in again.stdout
+            # WHEN it is resumed, THEN it goes back to sleep
+            resumed = stepline("runs", "resume", nap, *at)
+            assert resumed.stdout.strip() == f"resumed {nap}"
+            eventually(lambda: stored_status(endpoint, nap) == "SLEEPING")
+
+            # WHEN the dashboard is asked to listen on every address without the flag,
+            # THEN it refuses, saying which flag would allow it
+            refused = stepline("ui", "--host", "0.0.0.0", *at, check=False)
+            assert refused.returncode == 2 and "--allow-remote" in refused.stderr
+
+            # WHEN it is started against the moto server, with the app for its definitions
+            port = free_port()
+            ui = Process(
+                [
+                    sys.executable,
+                    "-m",
+                    "infra.local.cli",
+                    "ui",
+                    "--port",
+                    str(port),
+                    "--app",
+                    APP,
+                    *at,
+                ],
+                cli_env(tmp_path),
+            )
+            ui.wait_for("Press Ctrl-C to stop", timeout=60)
+            url = re.search(r"dashboard: (http://\S+)", ui.output).group(1)
+            assert url == f"http://127.0.0.1:{port}"
+            # THEN its pages show the run, its sleep, the workflows and the dead letters
+            assert f'data-run="{nap}"' in fetch_page(f"{url}/runs")
+            assert "sleeping until" in fetch_page(f"{url}/runs/{nap}")
+            assert "test/nap" in fetch_page(f"{url}/workflows")
+            assert fetch_page(f"{url}/dead-letters").count('class="dlq"') == 4
+            assert ui.interrupt() == 0 and "stopped" in ui.output
+        finally:
+            if ui is not None:
+                ui.close()
+            worker.interrupt()
