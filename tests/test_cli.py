@@ -169,7 +169,9 @@ def start_worker(
     return worker
 
 
-def eventually(check: Callable[[], Any], timeout: float = 20) -> Any:
+def eventually(check: Callable[[], Any], timeout: float = 60) -> Any:
+    """Wait for `check()` to hold; the generous timeout only costs time when it never does
+    (a machine busy with other work can be slow)."""
     deadline = time.monotonic() + timeout
     while True:
         value = check()

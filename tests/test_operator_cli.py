@@ -321,6 +321,7 @@ def test_the_banner_names_the_dashboard_and_an_example_event_of_the_app(tmp_path
         process.close()
 
 
+@pytest.mark.timeout(300)  # several process start-ups; slow on a busy machine
 def test_the_dev_server_keeps_its_state_across_a_restart_and_a_crash(tmp_path, stepline):
     state = tmp_path / "kept"
     endpoint, process = start_dev(
@@ -387,6 +388,7 @@ def greet(ctx: Context) -> str:
 """
 
 
+@pytest.mark.timeout(300)  # several process start-ups; slow on a busy machine
 def test_reload_restarts_the_workers_when_the_app_changes_and_keeps_state(tmp_path, stepline):
     project = tmp_path / "project"
     project.mkdir()
@@ -425,6 +427,7 @@ def fetch_page(url: str) -> str:
         return str(response.read().decode())
 
 
+@pytest.mark.timeout(300)  # several process start-ups; slow on a busy machine
 def test_pause_resume_one_run_and_stepline_ui_on_a_separately_started_moto_server(
     tmp_path, stepline
 ):
