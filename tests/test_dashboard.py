@@ -166,6 +166,48 @@ def test_a_sleeping_runs_page_says_what_it_waits_for(rt):
     assert 'class="bar wait"' in waits
 
 
+def test_a_parent_and_its_child_link_to_each_other_and_a_retried_step_shows_each_attempt():
+    app = App("family")
+    tries: list[int] = []
+
+    def flaky() -> str:
+        tries.append(1)
+        if len(tries) == 1:
+            raise RuntimeError("warehouse busy")
+        return "packed"
+
+    @app.workflow("child")
+    def child(ctx: Context) -> str:
+        return ctx.step.run("pack", flaky)
+
+    @app.workflow("parent", trigger="go/parent")
+    def parent(ctx: Context) -> str:
+        return str(ctx.step.invoke("packing", workflow="child", data={}, timeout="1h"))
+
+    with LocalRuntime(app, start=START) as rt:
+        [parent_id] = rt.send(Event(name="go/parent"))
+        [child_run] = rt.runs(workflow="child")
+        client = client_for(rt)
+        # WHILE the child waits to retry its step, the parent's page says it waits for it
+        waiting = text(get(client, f"/runs/{parent_id}"))
+        assert "<h2>Waiting for</h2>" in waiting
+        assert f'Child run <a href="/runs/{child_run.run_id}">{child_run.run_id}</a>' in waiting
+        assert "retry at" in text(get(client, f"/runs/{child_run.run_id}"))
+        # WHEN the retry succeeds and both finish
+        rt.advance(timedelta(minutes=1))
+        assert rt.run(parent_id).output == "packed"
+        # THEN the child's page links to its parent and shows a bar per attempt, the
+        # failed one marked, with its error
+        shown = text(get(client, f"/runs/{child_run.run_id}"))
+        assert f'<dt>Parent</dt><dd><a href="/runs/{parent_id}">{parent_id}</a>' in shown
+        assert len(re.findall(r'class="bar attempt-failed"', shown)) == 1
+        assert len(re.findall(r'class="bar attempt-ok"', shown)) == 1
+        assert "attempt 1 failed at" in shown and "RuntimeError: warehouse busy" in shown
+        # AND the parent's page shows its child finished
+        finished = text(get(client, f"/runs/{parent_id}"))
+        assert f'{child_run.run_id}</a> <span class="status s-COMPLETED">' in finished
+
+
 def test_actions_change_the_run_in_dynamodb(rt):
     [nap] = rt.send(Event(name="go/nap", data={"id": 1}))
     client = client_for(rt)
