@@ -286,7 +286,7 @@ def test_timers_fire_wakes_a_sleeping_run_now_and_runs_watch_follows_it(dev, ste
     assert refused.returncode == 1 and "only works against a local server" in refused.stderr
 
 
-def test_events_list_says_what_each_event_did(dev, stepline):
+def test_events_list_says_what_each_event_did(dev, stepline, tmp_path):
     at = ("--endpoint", dev)
     nap = started(stepline, dev, "test/nap")
     stepline("send", "test/unknown", "--data", '{"k": 1}', *at)
@@ -295,6 +295,28 @@ def test_events_list_says_what_each_event_did(dev, stepline):
     assert "test/unknown" in listed and "started nothing: no workflow in app" in listed
     as_json = json.loads(stepline("events", "list", "--name", "test/nap", *at, "--json").stdout)
     assert [row["started"] for row in as_json] == [[nap]]
+    # AND --follow prints each new event with what it did, as it happens, until Ctrl-C
+    follow = Process(
+        [
+            sys.executable,
+            "-m",
+            "infra.local.cli",
+            "events",
+            "list",
+            "--follow",
+            "--interval",
+            "0.2",
+            *at,
+        ],
+        cli_env(tmp_path),
+    )
+    try:
+        follow.wait_for(f"started run {nap}", timeout=60)
+        later = started(stepline, dev, "test/quick", '{"name": "later"}')
+        follow.wait_for(f"started run {later}", timeout=60)
+        assert follow.interrupt() == 0
+    finally:
+        follow.close()
 
 
 def test_the_banner_names_the_dashboard_and_an_example_event_of_the_app(tmp_path, stepline):

@@ -4,7 +4,7 @@
 terminal, and prints it again on each change when piped; it ends when the run finishes
 (exit 0), or after `--timeout` seconds (exit 0, saying so). `events list` prints the
 recent events with what each did (infra/local/events_feed.py); `--follow` keeps
-printing new ones until Ctrl-C (or `--timeout`).
+printing new ones until Ctrl-C (exit 0) or `--timeout`.
 """
 
 from __future__ import annotations
@@ -104,10 +104,14 @@ def events_list(
             typer.echo("no events in the lookback window")
         return
     deadline = None if timeout is None else time.monotonic() + timeout
-    while deadline is None or time.monotonic() < deadline:
-        time.sleep(interval)
-        rows = recent_events(connection.store, names=names, limit=limit)
-        _print_rows(list(reversed(rows)), shown, as_json)
+    try:
+        while deadline is None or time.monotonic() < deadline:
+            time.sleep(interval)
+            rows = recent_events(connection.store, names=names, limit=limit)
+            _print_rows(list(reversed(rows)), shown, as_json)
+    except KeyboardInterrupt:
+        # Ctrl-C is how following ends: a normal end, exit 0.
+        return
 
 
 def _print_rows(rows: list[EventRow], shown: dict[str, str], as_json: bool) -> None:
