@@ -18,7 +18,10 @@ Contract (DESIGN.md, "Run control"):
   while an invocation was executing a step gets that claim back: if the invocation is
   still working it simply carries on; if it has stopped, the message takes the run over
   once the claim has lapsed (at once when it ran in the same process), so the step is
-  never executed twice at the same time.
+  never executed twice at the same time. An invocation that stops because of the pause
+  lets go of that claim (`let_go_after_pause`), so resuming a run whose invocation has
+  stopped, in whatever process, queues it at once instead of waiting for the claim to
+  lapse; one resumed before its invocation noticed the pause is queued again by it.
 - `pause_workflow(id)` holds the workflow's new runs: `Lifecycle.start` creates them
   `PAUSED` (`by_workflow`) instead of queuing them. Engines read the hold through a
   per-process cache (`WorkflowHolds`, `HOLD_TTL_SECONDS`), so a run started by another
@@ -40,7 +43,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from engine.errors import RunConflict
+from engine.lease import same_claim
 from engine.model import (
+    Lease,
     PauseInfo,
     RunRecord,
     RunStatus,
@@ -234,6 +239,41 @@ class RunControl:
         if run is None:
             raise KeyError(run_id)
         return run
+
+
+def let_go_after_pause(ports: Ports, run_id: str, claim: Lease) -> None:
+    """Called by an invocation that stopped because its run was paused (engine/runner.py).
+
+    If the run is still paused, the claim kept for resume is dropped: resuming queues the
+    run at once. If it was resumed already and handed this claim back (the invocation had
+    not stopped yet), the run is queued again with a message, since this invocation will
+    not carry on. Anything else (cancelled, claimed by another, paused again under
+    another claim) is left alone.
+    """
+    store = ports.store
+    for _ in range(_ATTEMPTS):
+        run = store.get_run(run_id)
+        if run is None:
+            return
+        message: WorkMessage | None = None
+        if run.status is RunStatus.PAUSED and run.pause is not None:
+            if not same_claim(run.pause.lease, claim):
+                return
+            update: dict[str, object] = {"pause": run.pause.model_copy(update={"lease": None})}
+        elif run.status is RunStatus.RUNNING and same_claim(run.lease, claim):
+            update = {"status": RunStatus.QUEUED, "lease": None}
+            message = WorkMessage(run_id=run_id, reason="continue")
+        else:
+            return
+        update.update(version=run.version + 1, updated_at=ports.clock.now())
+        try:
+            store.write_run(run.model_copy(update=update), expected_version=run.version)
+        except RunConflict:
+            continue
+        if message is not None:
+            ports.queue.enqueue(message)
+        log.info("run %s: the invocation stopped by its pause let go of its claim", run_id)
+        return
 
 
 def held_at_start(run: RunRecord, now: datetime, reason: str | None) -> RunRecord:

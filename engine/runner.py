@@ -40,6 +40,7 @@ from enum import Enum
 from typing import Any
 
 from engine.codec import to_stored_json
+from engine.control import let_go_after_pause
 from engine.errors import (
     ErrorType,
     ItemTooLargeError,
@@ -259,6 +260,8 @@ class Runner:
                 if keeper.cancelled:
                     # Waits or children this invocation made after the cancel's clean-up.
                     self.lifecycle.clean_up_cancelled(loaded.run.run_id)
+                elif keeper.paused:
+                    let_go_after_pause(self.ports, loaded.run.run_id, keeper.claim)
                 return
             try:
                 self._apply(loaded, outcome)
@@ -273,6 +276,7 @@ class Runner:
                     return
                 if current.status is RunStatus.PAUSED:
                     log.info("run %s was paused while it ran; resuming replays it", current.run_id)
+                    let_go_after_pause(self.ports, current.run_id, keeper.claim)
                     return
                 if current.status.terminal or not keeper.holds(current):
                     # Another delivery claimed it (perhaps a redelivery of this very

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 
 from engine.control import RunControl
 from engine.model import Delivery, RunStatus, WorkMessage
+from engine.runner import Runner
 from engine.testing import FakeCluster
 from infra.local import LocalRuntime
 from sdk import App, Context, Event
@@ -218,6 +219,47 @@ def test_a_run_paused_and_resumed_during_a_long_step_runs_that_step_once():
         # AND the holder carries on and finishes the run
         release.set()
         holder.join(30)
+        rt.drain()
+        assert (rt.run(run_id).status, rt.run(run_id).output) == ("COMPLETED", "ok!")
+        assert calls == ["slow"]
+
+
+def test_a_run_paused_during_a_step_in_another_process_resumes_at_once_once_it_stopped():
+    # GIVEN an invocation in another process (another holder) working on a long step
+    started, release, calls = threading.Event(), threading.Event(), []
+    app = App("t")
+
+    def slow() -> str:
+        calls.append("slow")
+        started.set()
+        assert release.wait(30)
+        return "ok"
+
+    @app.workflow("long", trigger="go")
+    def flow(ctx: Context) -> str:
+        first = ctx.step.run("slow", slow)
+        return ctx.step.run("next", lambda: first + "!")
+
+    with LocalRuntime(app, start=START) as rt:
+        elsewhere = Runner(app, rt.services.runner.ports, rt.services.runner.settings)
+        run_id = rt.services.lifecycle.start_run(app.get("long"), Event(name="go", id="e1"))
+        rt.clients.sqs.purge_queue(QueueUrl=rt.queue_urls["work"])
+        message = WorkMessage(run_id=run_id, reason="start")
+        holder = threading.Thread(
+            target=elsewhere.handle, args=(message, Delivery("m1", 1), lambda: 900.0)
+        )
+        holder.start()
+        assert started.wait(30)
+        # WHEN the run is paused, and the invocation finishes its step and stops
+        assert rt.control.pause(run_id)
+        release.set()
+        holder.join(30)
+        # THEN it has let go of its claim: nothing waits for its lease to lapse
+        paused = rt.services.store.get_run(run_id)
+        assert paused.status is RunStatus.PAUSED and paused.pause.lease is None
+        # AND resuming queues the run at once, and it finishes without the step again
+        assert rt.control.resume(run_id)
+        assert rt.services.store.get_run(run_id).status is RunStatus.QUEUED
         rt.drain()
         assert (rt.run(run_id).status, rt.run(run_id).output) == ("COMPLETED", "ok!")
         assert calls == ["slow"]
