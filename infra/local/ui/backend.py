@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -189,9 +190,17 @@ class Backend:
         return queues
 
     def _source_queues(self) -> dict[str, str]:
+        """The queues whose dead letters are shown: those found on an endpoint, or on
+        real AWS the stack's outputs as `stepline worker` reads them (the work queue, and
+        the trigger, waits and cancel queues whose `STEPLINE_<ROLE>_QUEUE_URL` is set)."""
         urls = dict(self.connection.queue_urls)
-        if not urls and self.connection.settings.work_queue_url:
-            urls["work"] = self.connection.settings.work_queue_url
+        if not urls:
+            if self.connection.settings.work_queue_url:
+                urls["work"] = self.connection.settings.work_queue_url
+            for role in ("trigger", "waits", "cancel"):
+                url = os.environ.get(f"STEPLINE_{role.upper()}_QUEUE_URL")
+                if url:
+                    urls[role] = url
         return urls
 
     def _dlq_of(self, source_url: str) -> str | None:
