@@ -505,6 +505,28 @@ def test_pause_resume_one_run_and_stepline_ui_on_a_separately_started_moto_serve
             assert "test/nap" in fetch_page(f"{url}/workflows")
             assert fetch_page(f"{url}/dead-letters").count('class="dlq"') == 4
             assert ui.interrupt() == 0 and "stopped" in ui.output
+            # AND with the flag it listens there, after a warning
+            exposed = Process(
+                [
+                    sys.executable,
+                    "-m",
+                    "infra.local.cli",
+                    "ui",
+                    "--host",
+                    "0.0.0.0",
+                    "--allow-remote",
+                    "--port",
+                    str(free_port()),
+                    *at,
+                ],
+                cli_env(tmp_path),
+            )
+            try:
+                exposed.wait_for("Press Ctrl-C to stop", timeout=60)
+                assert "WARNING: the dashboard listens on 0.0.0.0" in exposed.output
+                assert exposed.interrupt() == 0
+            finally:
+                exposed.close()
         finally:
             if ui is not None:
                 ui.close()
