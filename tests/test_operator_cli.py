@@ -463,7 +463,13 @@ def test_pause_resume_one_run_and_stepline_ui_on_a_separately_started_moto_serve
         try:
             # GIVEN a sleeping run
             nap = started(stepline, endpoint, "test/nap")
-            eventually(lambda: stored_status(endpoint, nap) == "SLEEPING")
+            try:
+                eventually(lambda: stored_status(endpoint, nap) == "SLEEPING", timeout=120)
+            except AssertionError:
+                raise AssertionError(
+                    f"run {nap} is {stored_status(endpoint, nap)}, not SLEEPING; "
+                    f"the worker said:\n{worker.output}"
+                ) from None
             # WHEN one run is paused by (a unique start of) its id, THEN DynamoDB says PAUSED
             paused = stepline("runs", "pause", nap[:-4], *at)
             assert paused.stdout.strip() == f"paused {nap}"
@@ -473,7 +479,7 @@ def test_pause_resume_one_run_and_stepline_ui_on_a_separately_started_moto_serve
             # WHEN it is resumed, THEN it goes back to sleep
             resumed = stepline("runs", "resume", nap, *at)
             assert resumed.stdout.strip() == f"resumed {nap}"
-            eventually(lambda: stored_status(endpoint, nap) == "SLEEPING")
+            eventually(lambda: stored_status(endpoint, nap) == "SLEEPING", timeout=120)
 
             # WHEN the dashboard is asked to listen on every address without the flag,
             # THEN it refuses, saying which flag would allow it
