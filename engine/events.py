@@ -21,9 +21,10 @@ import functools
 import logging
 from collections.abc import Callable
 from datetime import datetime
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from engine.cron import start_tick_runs
+from engine.errors import PermanentError, TransientError
 from engine.ids import waiter_key
 from engine.lifecycle import Lifecycle
 from engine.logcontext import bind, redacting, remember
@@ -35,6 +36,7 @@ from engine.matching import (
     wait_matches,
 )
 from engine.model import EventOutcome, SkippedWorkflow, StepRecord, StepStatus
+from engine.operator_model import EventEffect
 from engine.ports import Ports, Stored
 from engine.settings import EngineSettings
 from sdk import CRON_EVENT, App, Event
@@ -169,7 +171,7 @@ class EventRouter:
         bind(event_id=event.id)
         now = self.ports.clock.now()
         self.ports.events.record_event(event, expires_at=now + self.settings.lookback)
-        resolved = 0
+        resolved: list[str] = []
         for path in sorted(self.ports.index.wait_paths(event.name), key=str):
             if path is None:
                 key = waiter_key(event.name, None, None)
@@ -179,10 +181,23 @@ class EventRouter:
                     continue
                 key = waiter_key(event.name, path, value)
             for run_id, stored in self.ports.index.find_waiters(key):
-                resolved += self._resolve(run_id, stored, event)
+                if self._resolve(run_id, stored, event):
+                    resolved.append(run_id)
         if resolved:
-            log.info("event %s (%s) resolved %d wait(s)", event.id, event.name, resolved)
-        return resolved
+            log.info("event %s (%s) resolved %d wait(s)", event.id, event.name, len(resolved))
+            self._record_effect(event, "resolved", resolved)
+        return len(resolved)
+
+    def _record_effect(
+        self, event: Event, kind: Literal["resolved", "cancelled"], runs: list[str]
+    ) -> None:
+        """For the dashboard's events page; best effort (the effect itself is durable)."""
+        now = self.ports.clock.now()
+        effect = EventEffect(event_id=event.id, kind=kind, run_ids=tuple(runs), at=now)
+        try:
+            self.ports.events.record_effect(effect, expires_at=now + self.settings.lookback)
+        except (TransientError, PermanentError) as error:
+            log.warning("event %s: could not record what it did (%s)", event.id, error)
 
     def _resolve(self, run_id: str, stored: Stored, event: Event) -> int:
         waiter = stored.record
@@ -243,7 +258,7 @@ class EventRouter:
         now = self.ports.clock.now()
         # Kept so that a run created a moment later still sees it (see Lifecycle).
         self.ports.events.record_event(event, expires_at=now + self.settings.lookback)
-        cancelled = 0
+        cancelled: list[str] = []
         for workflow, index, rule in rules:
             key = subscription_key_for(workflow.id, index, rule, event)
             if key is None:
@@ -267,10 +282,12 @@ class EventRouter:
                     log.warning("cancel rule points at run %s, which is gone", subscription.run_id)
                     self.ports.store.delete_subscriptions([subscription])
                     continue
-                cancelled += int(done)
+                if done:
+                    cancelled.append(subscription.run_id)
         if cancelled:
-            log.info("event %s (%s) cancelled %d run(s)", event.id, event.name, cancelled)
-        return cancelled
+            log.info("event %s (%s) cancelled %d run(s)", event.id, event.name, len(cancelled))
+            self._record_effect(event, "cancelled", cancelled)
+        return len(cancelled)
 
 
 def _resolved_by(waiter: StepRecord, event: Event) -> bool:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, NamedTuple
 
+from engine.control import WorkflowHolds, held_at_start
 from engine.errors import ErrorType, RunConflict, StepConflict
 from engine.ids import StepKey, continued_run_id, failure_run_id, replay_run_id, run_id_for
 from engine.matching import subscription_key_for
@@ -43,6 +44,8 @@ class StartedRun(NamedTuple):
 class Lifecycle:
     def __init__(self, ports: Ports) -> None:
         self.ports = ports
+        # Whether a workflow's new runs are held (paused workflows, engine/control.py).
+        self.holds = WorkflowHolds(ports.store, ports.clock)
 
     # -- starting -----------------------------------------------------------------------
 
@@ -73,21 +76,23 @@ class Lifecycle:
         if event.ts is None:
             event = event.model_copy(update={"ts": now})
         run_id = run_id or run_id_for(workflow.id, event.id)
-        run = _queued_run(
-            run_id,
-            workflow,
-            event,
-            now,
-            parent=parent,
-            secret=self.ports.clock.token(),
-            continued_from=continued_from,
-            tenant_id=tenant_id,
+        run = self._held_if_paused(
+            _queued_run(
+                run_id,
+                workflow,
+                event,
+                now,
+                parent=parent,
+                secret=self.ports.clock.token(),
+                continued_from=continued_from,
+                tenant_id=tenant_id,
+            )
         )
         subscriptions = self._subscriptions(workflow, run_id, event, now)
         existing = self.ports.store.create_run(run, event, subscriptions)
         if existing is None:
             log.info("started run %s of %s for event %s", run_id, workflow.id, event.id)
-        if existing is None or existing.status is RunStatus.QUEUED:
+        if (existing or run).status is RunStatus.QUEUED:
             # Also re-sent for a run that exists but never started: the first attempt
             # may have crashed between creating it and enqueuing.
             self.ports.queue.enqueue(WorkMessage(run_id=run_id, reason="start"))
@@ -112,6 +117,12 @@ class Lifecycle:
         run = self.ports.store.get_run(run_id)
         if run is not None and run.status is RunStatus.QUEUED:
             self.ports.queue.enqueue(WorkMessage(run_id=run_id, reason="start"))
+
+    def _held_if_paused(self, run: RunRecord) -> RunRecord:
+        if not self.holds.held(run.workflow_id):
+            return run
+        log.info("run %s is held: workflow %s is paused", run.run_id, run.workflow_id)
+        return held_at_start(run, run.created_at, None)
 
     def _subscriptions(
         self, workflow: Workflow, run_id: str, event: Event, now: datetime
@@ -194,21 +205,24 @@ class Lifecycle:
         now = self.ports.clock.now()
         new_id = replay_run_id(run_id, workflow.id, now.isoformat())
         event = loaded.event
-        run = _queued_run(
-            new_id,
-            workflow,
-            event,
-            now,
-            replay_of=run_id,
-            replay_from=from_step,
-            secret=self.ports.clock.token(),
+        run = self._held_if_paused(
+            _queued_run(
+                new_id,
+                workflow,
+                event,
+                now,
+                replay_of=run_id,
+                replay_from=from_step,
+                secret=self.ports.clock.token(),
+            )
         )
         # Steps first, the run (and its start message) last: a half-made replay is
         # invisible rather than running without the steps it should keep.
         for step in kept:
             store.put_step(new_id, step, expected=None)
         store.create_run(run, event, self._subscriptions(workflow, new_id, event, now))
-        self.ports.queue.enqueue(WorkMessage(run_id=new_id, reason="start"))
+        if run.status is RunStatus.QUEUED:
+            self.ports.queue.enqueue(WorkMessage(run_id=new_id, reason="start"))
         log.info("replaying run %s as %s (kept %d steps)", run_id, new_id, len(kept))
         return new_id
 

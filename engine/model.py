@@ -46,6 +46,8 @@ class RunStatus(StrEnum):
     RUNNING = "RUNNING"
     SLEEPING = "SLEEPING"
     WAITING = "WAITING"
+    # Held by an operator (engine/control.py): starts no step until resumed.
+    PAUSED = "PAUSED"
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
@@ -269,6 +271,19 @@ class CurrentStep(_Record):
     started_at: datetime
 
 
+class PauseInfo(_Record):
+    """Why and since when a PAUSED run is held, and what resuming it restores."""
+
+    at: datetime
+    reason: str
+    # The status it was paused in (QUEUED for a run held at its start).
+    was: RunStatus
+    # Held because its workflow was paused: resuming the workflow resumes it.
+    by_workflow: bool = False
+    # The claim of an invocation that was executing a step when the run was paused.
+    lease: Lease | None = None
+
+
 class ParentRef(_Record):
     """The step of another run that waits for this run (`step.invoke`)."""
 
@@ -319,6 +334,8 @@ class RunRecord(_Record):
     # When the latest invocation claimed the run. A sleep whose wake time is later was
     # never passed: a run cancelled before its timer was handled did not sleep through it.
     invoked_at: datetime | None = None
+    # While PAUSED: when, why and from what (engine/control.py).
+    pause: PauseInfo | None = None
 
     @property
     def lookback_start(self) -> datetime:

@@ -40,6 +40,7 @@ from enum import Enum
 from typing import Any
 
 from engine.codec import to_stored_json
+from engine.control import let_go_after_pause
 from engine.errors import (
     ErrorType,
     ItemTooLargeError,
@@ -230,6 +231,9 @@ class Runner:
         )
         if run.status.terminal:
             return Admission.REDO if redelivered_transition else Admission.DROP
+        if run.status is RunStatus.PAUSED:
+            # What the message announced is in the records; resuming sends a new one.
+            return Admission.DROP
         if run.status is RunStatus.RUNNING:
             lease = run.lease
             if lease is None or lease.expires_at <= now:
@@ -293,6 +297,8 @@ class Runner:
                 if keeper.cancelled:
                     # Waits or children this invocation made after the cancel's clean-up.
                     self.lifecycle.clean_up_cancelled(loaded.run.run_id)
+                elif keeper.paused:
+                    let_go_after_pause(self.ports, loaded.run.run_id, keeper.claim)
                 return "ABANDONED"
             try:
                 self._apply(loaded, outcome)
@@ -304,6 +310,10 @@ class Runner:
                 if current.status is RunStatus.CANCELLED:
                     log.info("run %s was cancelled while it ran", current.run_id)
                     self.lifecycle.clean_up_cancelled(current.run_id)
+                    return current.status.value
+                if current.status is RunStatus.PAUSED:
+                    log.info("run %s was paused while it ran; resuming replays it", current.run_id)
+                    let_go_after_pause(self.ports, current.run_id, keeper.claim)
                     return current.status.value
                 if current.status.terminal or not keeper.holds(current):
                     # Another delivery claimed it (perhaps a redelivery of this very

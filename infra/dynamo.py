@@ -15,6 +15,9 @@ Item layout (`pk` / `sk`; a record is one JSON attribute `r`, or zlib-compressed
 | logged event | `EVLOG#<name>#<day>#<shard>` | `<ts received>#<digest of id>` | `ttl` |
 | months with runs | `RUNS#MONTHS` | `_` | `months` string set |
 | what an event started | `EVENT#<sha-256 of its id>` | `OUTCOME` | `ttl` |
+| the waits it resolved, the runs it cancelled | `EVENT#<sha-256 of its id>` | `RESOLVED`, `CANCELLED` | `ttl`; only when there are some |
+| a workflow's hold | `WORKFLOW#<id>` | `CONTROL` | |
+| event names seen (for the dashboard) | `EVNAMES` | `_` | `names` string set |
 
 The runs index (`runs`, keys only) is keyed `RUNS#<month>#<shard>`.
 
@@ -35,7 +38,9 @@ behind by a crash or a lost race only costs a failed compare-and-set.
   store), and how records, keys and revisions are encoded as items;
 - infra/dynamo_runs.py: the run partition (`RunStore`), and its compare-and-set rules;
 - infra/dynamo_index.py: the waiters and runs indexes, wait paths and the event logs
-  (`MatchIndex`, `EventLog`, run listings).
+  (`MatchIndex`, `EventLog`, run listings);
+- infra/dynamo_operator.py: workflow holds, what the waits and cancel handlers did with
+  an event, and the dashboard's browsing reads.
 
 Throttling is retried by botocore (standard mode); what is left becomes
 `TransientError`, and what retrying cannot fix a `PermanentError` (`TableMissing`,
@@ -47,11 +52,11 @@ digests (engine/ids.py), and event ids enter the event log's sort key as digests
 from __future__ import annotations
 
 from engine.errors import TableMissing
-from infra.dynamo_index import IndexItems
+from infra.dynamo_operator import OperatorItems
 from infra.dynamo_runs import RunItems
 
 
-class DynamoStore(RunItems, IndexItems):
+class DynamoStore(RunItems, OperatorItems):
     """Implements RunStore, MatchIndex and EventLog on one table."""
 
 

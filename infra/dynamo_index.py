@@ -302,6 +302,11 @@ def _event_log_pk(event_name: str, day: date | datetime, shard: int) -> str:
     return f"EVLOG#{event_name}#{day:%Y-%m-%d}#{shard}"
 
 
+def event_log_pks(event_name: str, day: date | datetime) -> list[str]:
+    """Every partition of the event log of `event_name` on `day` (its shards)."""
+    return [_event_log_pk(event_name, day, shard) for shard in range(SHARDS)]
+
+
 def _outcome_key(event_id: str) -> Item:
     """Keyed by a hash: event ids can be longer than a key may be (2 KB)."""
     digest = hashlib.sha256(event_id.encode()).hexdigest()[:32]

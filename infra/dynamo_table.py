@@ -272,6 +272,14 @@ class DynamoTable:
             return [list(self._query(**queries[0]))]
         return list(_FAN_OUT.map(lambda kwargs: list(self._query(**kwargs)), queries))
 
+    def _first_pages(self, queries: list[dict[str, Any]]) -> list[list[Item]]:
+        """The first page of each query (a `Limit` says how big), sent side by side."""
+
+        def first(kwargs: dict[str, Any]) -> list[Item]:
+            return list(self._call(self._client.query, **kwargs).get("Items", []))
+
+        return list(_FAN_OUT.map(first, queries))
+
     # -- encoding ------------------------------------------------------------------------
 
     @staticmethod

@@ -54,6 +54,7 @@ from infra.lambda_batch import LambdaFunction
 from infra.lambda_functions import BY_QUEUE
 from infra.local import lambda_service
 from infra.local.cron_pump import CronPump
+from infra.local.runtime_control import RunControlMixin
 from infra.resources import create_resources
 from infra.settings import DEFAULT_EVENT_BUS, Settings
 from infra.wiring import Services, build_services
@@ -100,8 +101,10 @@ class _TimerLedger:
             return self._due[0] if self._due else None
 
 
-class LocalRuntime:
-    """Stepline on embedded moto with virtual time; see the module docstring."""
+class LocalRuntime(RunControlMixin):
+    """Stepline on embedded moto with virtual time; see the module docstring.
+
+    Pause, resume and timers: infra/local/runtime_control.py."""
 
     def __init__(
         self,

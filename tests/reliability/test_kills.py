@@ -25,7 +25,10 @@ from tests.test_cli import start_worker as start_cli_worker
 
 APP = "tests.reliability.kill_app:app"
 
-pytestmark = pytest.mark.slow
+# The test waits up to its own deadline (120 s, 240 s at full size) for the runs to
+# finish, after starting a moto server and three workers: on a busy machine that alone
+# passes pytest's default 120 s, so the limit here is above the test's own.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 
 
 def start_worker(endpoint: str, test_dir: Path, *options: str) -> Process:

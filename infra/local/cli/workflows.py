@@ -22,7 +22,7 @@ from infra.wiring import load_app
 from sdk import App, Workflow
 
 workflows_cli = typer.Typer(
-    help="The app's workflows: what starts them, and each Cron's next ticks.",
+    help="The app's workflows: what starts them and each Cron's next ticks; pause and resume.",
     no_args_is_help=True,
 )
 

@@ -33,6 +33,7 @@ STATUS_STYLE = {
     "RETRYING": "yellow",
     "TIMED_OUT": "bright_black",
     "STARTED": "cyan",
+    "PAUSED": "blue",
 }
 
 # A map (or parallel) shows this many items; the rest are summed up in one row.
