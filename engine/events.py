@@ -180,6 +180,9 @@ class EventRouter:
                 if value is MISSING:
                     continue
                 key = waiter_key(event.name, path, value)
+                # Kept under its key before looking: a wait registered meanwhile finds it
+                # in its look-back (engine/operations/wait.py).
+                self.ports.events.record_keyed(event, key, expires_at=now + self.settings.lookback)
             for run_id, stored in self.ports.index.find_waiters(key):
                 if self._resolve(run_id, stored, event):
                     resolved.append(run_id)

@@ -174,8 +174,10 @@ class MatchIndex(Protocol):
 
     def find_subscriptions(self, index_key: str) -> list[CancelSubscription]: ...
 
-    def add_wait_path(self, event_name: str, match_path: str | None) -> None:
-        """Remember that some wait on `event_name` matches on `match_path`."""
+    def add_wait_path(self, event_name: str, match_path: str | None, *, now: datetime) -> datetime:
+        """Remember that some wait on `event_name` matches on `match_path`; returns since
+        when every event of that name has seen the path (so has logged itself under its
+        waits' keys: `EventLog.record_keyed`). `now` is when this call says it knew it."""
         ...
 
     def wait_paths(self, event_name: str) -> set[str | None]:
@@ -190,6 +192,15 @@ class EventLog(Protocol):
 
     def events_since(self, event_name: str, since: datetime, *, now: datetime) -> list[Event]:
         """Unexpired events of this name with `ts >= since`, oldest first."""
+        ...
+
+    def record_keyed(self, event: Event, index_key: str, *, expires_at: datetime) -> None:
+        """Keep `event` under a wait's index key too (the key its value for one of the
+        name's match paths makes), so a wait on that key looks back at its key alone."""
+        ...
+
+    def events_for_key(self, index_key: str, since: datetime, *, now: datetime) -> list[Event]:
+        """Unexpired events kept under `index_key` with `ts >= since`, oldest first."""
         ...
 
     def record_outcome(self, outcome: EventOutcome, *, expires_at: datetime) -> None:

@@ -39,3 +39,9 @@ class EngineSettings:
 # loads and replays all of it): the engine logs a warning and `runs show` suggests
 # `ctx.continue_as_new`.
 HISTORY_WARNING_STEPS = 1_000
+
+# A wait looks back at its own key's log (one read) only for a match path every event of
+# its name has known for at least this long before the wait's window opens: it covers the
+# skew between the clocks that stamp a path's first use (a Lambda's) and an event's
+# arrival (SQS's). Otherwise it reads every shard of the name's log.
+KEYED_LOOKBACK_MARGIN = timedelta(minutes=5)

@@ -54,7 +54,9 @@ class InMemoryStore:
         self._revision = itertools.count(1)
         self.subscriptions: dict[str, list[CancelSubscription]] = {}
         self.paths: dict[str, set[str | None]] = {}
+        self.path_known_since: dict[tuple[str, str | None], datetime] = {}
         self.log: list[Event] = []
+        self.keyed_log: dict[str, list[Event]] = {}
         self.outcomes: dict[str, tuple[EventOutcome, datetime]] = {}
         self.controls: dict[str, WorkflowControl] = {}
         self.effects: dict[tuple[str, str], EventEffect] = {}
@@ -205,8 +207,10 @@ class InMemoryStore:
                 if subscription.index_key == index_key
             ]
 
-    def add_wait_path(self, event_name: str, match_path: str | None) -> None:
-        self.paths.setdefault(event_name, set()).add(match_path)
+    def add_wait_path(self, event_name: str, match_path: str | None, *, now: datetime) -> datetime:
+        with self._lock:
+            self.paths.setdefault(event_name, set()).add(match_path)
+            return self.path_known_since.setdefault((event_name, match_path), now)
 
     def wait_paths(self, event_name: str) -> set[str | None]:
         return set(self.paths.get(event_name, set()))
@@ -222,6 +226,20 @@ class InMemoryStore:
                 event
                 for event in self.log
                 if event.name == event_name and event.ts is not None and event.ts >= since
+            ]
+
+    def record_keyed(self, event: Event, index_key: str, *, expires_at: datetime) -> None:
+        with self._lock:
+            kept = self.keyed_log.setdefault(index_key, [])
+            if all(logged.id != event.id for logged in kept):
+                kept.append(event)
+
+    def events_for_key(self, index_key: str, since: datetime, *, now: datetime) -> list[Event]:
+        with self._lock:
+            return [
+                event
+                for event in self.keyed_log.get(index_key, [])
+                if event.ts is not None and event.ts >= since
             ]
 
     def record_outcome(self, outcome: EventOutcome, *, expires_at: datetime) -> None:

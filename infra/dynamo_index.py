@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from engine.ids import StepKey, event_key
+from engine.ids import MAX_PARTITION_KEY_BYTES, StepKey, event_key
 from engine.model import CancelSubscription, EventOutcome, RunRecord, RunStatus
 from engine.ports import Stored
 from infra.dynamo_table import (
@@ -32,6 +32,8 @@ from infra.dynamo_table import (
     SHARDS,
     DynamoTable,
     entry_pks,
+    from_micros,
+    micros,
     month_of,
     n,
     run_and_key,
@@ -58,8 +60,9 @@ class IndexItems(DynamoTable):
 
     def __init__(self, client: DynamoDBClient, table: str) -> None:
         super().__init__(client, table)
-        # (event name, match path) pairs already added: each is written once per process.
-        self._known_paths: set[tuple[str, str]] = set()
+        # (event name, match path) pairs already added, and since when every copy held
+        # them: each is written once per process.
+        self._known_paths: dict[tuple[str, str], datetime] = {}
         self._paths_lock = threading.Lock()
 
     # -- runs by month --------------------------------------------------------------------
@@ -204,20 +207,31 @@ class IndexItems(DynamoTable):
         for items in self._query_each(queries):
             yield from items
 
-    def add_wait_path(self, event_name: str, match_path: str | None) -> None:
+    def add_wait_path(self, event_name: str, match_path: str | None, *, now: datetime) -> datetime:
         path = match_path or _NO_PATH
         with self._paths_lock:
-            if (event_name, path) in self._known_paths:
-                return
+            known = self._known_paths.get((event_name, path))
+        if known is not None:
+            return known
+        # Each copy keeps when it first held the path (`at:<path>`); the latest of them is
+        # when every copy, so every event of the name, had it.
+        since = now
         for copy in range(PATH_COPIES):
-            self._call(
+            attributes = self._call(
                 self._client.update_item,
                 Key=_paths_key(event_name, copy),
-                UpdateExpression="ADD paths :p",
-                ExpressionAttributeValues={":p": {"SS": [path]}},
-            )
+                UpdateExpression="ADD paths :p SET #at = if_not_exists(#at, :now)",
+                ExpressionAttributeNames={"#at": f"at:{path}"},
+                ExpressionAttributeValues={":p": {"SS": [path]}, ":now": n(micros(now))},
+                ReturnValues="ALL_NEW",
+            ).get("Attributes", {})
+            if f"at:{path}" in attributes:
+                since = max(since, from_micros(int(attributes[f"at:{path}"]["N"])))
+            else:  # written before paths carried their time: known since long ago
+                since = datetime.min.replace(tzinfo=UTC)
         with self._paths_lock:
-            self._known_paths.add((event_name, path))
+            self._known_paths[(event_name, path)] = since
+        return since
 
     def wait_paths(self, event_name: str) -> set[str | None]:
         # Any copy will do: each holds every path (all are written before a wait is).
@@ -273,6 +287,32 @@ class IndexItems(DynamoTable):
         found.sort(key=lambda pair: pair[0])
         return [event for _, event in found]
 
+    def record_keyed(self, event: Event, index_key: str, *, expires_at: datetime) -> None:
+        ts = event.ts or datetime.now(UTC)
+        self._call(
+            self._client.put_item,
+            Item={
+                "pk": s(_keyed_log_pk(index_key)),
+                "sk": s(f"{_sortable(ts)}#{event_key(event.id)}"),
+                "r": s(event.model_dump_json()),
+                TTL_ATTRIBUTE: n(int(expires_at.timestamp())),
+            },
+        )
+
+    def events_for_key(self, index_key: str, since: datetime, *, now: datetime) -> list[Event]:
+        return [
+            Event.model_validate_json(item["r"]["S"])
+            for item in self._query(
+                KeyConditionExpression="pk = :pk AND sk >= :since",
+                ExpressionAttributeValues={
+                    ":pk": s(_keyed_log_pk(index_key)),
+                    ":since": s(_sortable(since)),
+                },
+                ConsistentRead=True,
+            )
+            if int(item[TTL_ATTRIBUTE]["N"]) > now.timestamp()
+        ]
+
     def record_outcome(self, outcome: EventOutcome, *, expires_at: datetime) -> None:
         # One PutItem per event, however many runs it started (about 1 write unit).
         self._call(
@@ -300,6 +340,15 @@ def _paths_key(event_name: str, copy: int) -> Item:
 
 def _event_log_pk(event_name: str, day: date | datetime, shard: int) -> str:
     return f"EVLOG#{event_name}#{day:%Y-%m-%d}#{shard}"
+
+
+def _keyed_log_pk(index_key: str) -> str:
+    """The log of the events kept under a wait's key (`EVKEY#` and the key, or a digest of
+    it where the two would pass DynamoDB's key limit)."""
+    pk = f"EVKEY#{index_key}"
+    if len(pk.encode("utf-8", "surrogatepass")) <= MAX_PARTITION_KEY_BYTES:
+        return pk
+    return f"EVKEY#~{hashlib.sha256(index_key.encode('utf-8', 'surrogatepass')).hexdigest()}"
 
 
 def event_log_pks(event_name: str, day: date | datetime) -> list[str]:

@@ -336,3 +336,27 @@ def test_a_live_refresh_renders_only_the_live_region(rt):
     live = text(get(client, "/runs", **{"X-Live": "1"}))
     assert "<html" in full and "<html" not in live and "<form" not in live
     assert runs_shown(live) == runs_shown(full)
+
+
+def test_a_dashboard_whose_port_is_taken_serves_on_another(rt):
+    """Two `stepline dev`s on one machine: the second's dashboard must not kill it (werkzeug
+    reports a port in use with SystemExit) but serve elsewhere and say where."""
+    import socket
+    import urllib.request
+
+    from infra.local.ui import UiServer
+
+    connection = Connection(
+        settings=rt.settings, clients=rt.services.clients, queue_urls=rt.queue_urls
+    )
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        server = UiServer(Backend(connection, app_provider=lambda: rt.app), port=busy).start()
+        try:
+            assert server.moved_from == busy and server.port != busy
+            with urllib.request.urlopen(f"{server.url}/runs", timeout=30) as response:
+                assert response.status == 200
+        finally:
+            server.stop()

@@ -96,3 +96,48 @@ def test_listing_merges_the_shards_newest_first_across_months():
         # AND a unique prefix of an id still finds its run
         target = created[7]
         assert rt.services.store.run_ids_with_prefix(target[:12]) == [target]
+
+
+def _approvals() -> App:
+    app = App("hot")
+
+    @app.workflow("approve", trigger="doc/submitted")
+    def approve(ctx: Context) -> str:
+        ctx.step.sleep("prepare", "1h")
+        got = ctx.step.wait_for_event("ok", event="doc/approved", match="data.doc", timeout="1d")
+        return got.data["by"] if got else "timed out"
+
+    return app
+
+
+def test_a_wait_on_a_long_known_path_looks_back_at_its_own_key_alone(requests_of):
+    with LocalRuntime(_approvals(), start=START) as rt:
+        # GIVEN the path data.doc has been waited on for a day
+        rt.send(Event(name="doc/submitted", data={"doc": "first"}))
+        rt.advance(timedelta(days=1, hours=2))
+        # AND a run whose approval arrives while it sleeps, before its wait exists
+        [run_id] = rt.send(Event(name="doc/submitted", data={"doc": "d2"}))
+        rt.send(Event(name="doc/approved", data={"doc": "d2", "by": "ann"}))
+        # WHEN its wait is registered
+        counter = requests_of(rt)
+        rt.advance(timedelta(hours=1, minutes=1))
+        counter.enabled = False
+        # THEN the look-back found the approval, reading the wait's own key, not the 16
+        # shards of the name's log (one Query loads the run, one reads the key)
+        assert rt.run(run_id).output == "ann"
+        assert counter.counts[("dynamodb", "Query")] == 2
+
+
+def test_the_first_wait_on_a_new_path_still_sees_an_event_from_before_it(requests_of):
+    with LocalRuntime(_approvals(), start=START) as rt:
+        # GIVEN a run whose approval arrives while it sleeps, before anything ever waited
+        # on data.doc (so the event was kept under no wait's key)
+        [run_id] = rt.send(Event(name="doc/submitted", data={"doc": "d1"}))
+        rt.send(Event(name="doc/approved", data={"doc": "d1", "by": "ann"}))
+        # WHEN its wait is registered
+        counter = requests_of(rt)
+        rt.advance(timedelta(hours=1, minutes=1))
+        counter.enabled = False
+        # THEN the look-back read the name's whole log and found it
+        assert rt.run(run_id).output == "ann"
+        assert counter.counts[("dynamodb", "Query")] > 16

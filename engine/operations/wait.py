@@ -9,7 +9,9 @@ again.
 First run: the wait is registered (its match path noted for the event's name, then a
 WAITING record indexed under its key: one conditional put), and only then does it look
 back at the events already received, so an event stored before the look-back is found
-by it and one stored after finds the registration. A matching earlier event settles the
+by it and one stored after finds the registration. The look-back reads the wait's own
+key (events of the name are also kept under the key of each match path they know) once
+its path has been known for longer than the wait's window, else the name's whole log. A matching earlier event settles the
 wait at once; otherwise the run suspends until an event resolves the wait (engine/events.py
 writes the record and wakes the run) or its timeout's timer fires.
 """
@@ -23,6 +25,7 @@ from engine.logcontext import remember
 from engine.matching import wait_matches
 from engine.model import StepKind, StepRecord, StepStatus, WaitSpec
 from engine.session import Session, Slot
+from engine.settings import KEYED_LOOKBACK_MARGIN
 from sdk import Event, WorkflowDefinitionError
 from sdk._duration import Duration, parse_duration
 from sdk._expression import Expression
@@ -70,7 +73,7 @@ async def wait_for_event(
         workflow_id=session.workflow.id,
     )
     index = session.ports.index
-    await session.call_port(lambda: index.add_wait_path(event, match))
+    path_known_since = await session.call_port(lambda: index.add_wait_path(event, match, now=now))
     await session.record(
         slot,
         StepRecord(
@@ -85,7 +88,13 @@ async def wait_for_event(
     )
     # Registered first, looked back second (see the module docstring).
     log = session.ports.events
-    earlier = await session.call_port(lambda: log.events_since(event, since, now=now))
+    if match is not None and path_known_since + KEYED_LOOKBACK_MARGIN <= since:
+        # Every event of this name since `since` was also kept under its value's key:
+        # one read of this wait's key (not every shard of the name's log).
+        key = spec.index_key
+        earlier = await session.call_port(lambda: log.events_for_key(key, since, now=now))
+    else:
+        earlier = await session.call_port(lambda: log.events_since(event, since, now=now))
     if session.plugins is not None:
         session.plugins.operation_start(slot.step_id, StepKind.WAIT.value)
     for candidate in earlier:

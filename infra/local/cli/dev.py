@@ -165,6 +165,11 @@ def dev(
         ]
         if ui_server is not None:
             lines.append(f"  dashboard  {ui_server.url}")
+            if ui_server.moved_from is not None:
+                typer.echo(
+                    f"port {ui_server.moved_from} is taken; the dashboard is on {ui_server.port}",
+                    err=True,
+                )
             if ui_server.warning:
                 typer.echo(ui_server.warning, err=True)
         kept_line = f"  state      {state}/ (saved every {save_every:g} s)"

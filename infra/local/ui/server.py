@@ -69,7 +69,9 @@ class UiServer:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         try:
             self._server = self._make(port)
-        except OSError:
+        except (OSError, SystemExit):
+            # werkzeug reports a port in use by printing and raising SystemExit, not
+            # OSError: either way, another free port serves (and the caller says which).
             if port == 0:
                 raise
             self.moved_from = port
