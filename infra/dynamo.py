@@ -11,8 +11,9 @@ Item layout (`pk` / `sk`; a record is one JSON attribute `r`, or zlib-compressed
 | step | `RUN#<run>` | `STEP#<step key>` | |
 | wait entry | `WAIT#<name>#<path>#<value>` (no match: `WAIT#<name>#*#<shard>`) | `<run>#<step key>` | a copy of the waiting step's `r`/`z` |
 | cancel rule entry | `CANCEL#<workflow>#<i>#<value>` (no match: `...#*#<shard>`) | `<run>#<i>` | |
-| wait paths | `WAITPATHS#<event name>#<copy 0-7>` | `_` | `paths` string set |
+| wait paths | `WAITPATHS#<event name>#<copy 0-7>` | `_` | `paths` string set; `at:<path>` when this copy first held it (epoch µs) |
 | logged event | `EVLOG#<name>#<day>#<shard>` | `<ts received>#<digest of id>` | `ttl` |
+| event kept under a wait's key | `EVKEY#<wait key>` | `<ts received>#<digest of id>` | `ttl` |
 | months with runs | `RUNS#MONTHS` | `_` | `months` string set |
 | what an event started | `EVENT#<sha-256 of its id>` | `OUTCOME` | `ttl` |
 | the waits it resolved, the runs it cancelled | `EVENT#<sha-256 of its id>` | `RESOLVED`, `CANCELLED` | `ttl`; only when there are some |
@@ -28,7 +29,9 @@ No key is shared by all runs of a workflow, all events of a name or all runs of 
 (DynamoDB serves about 1,000 write and 3,000 read units a second per key): what would be
 is split into SHARDS (16) keys by a hash of the run or event id (the runs index, the
 event log, match-less wait and cancel entries), and the wait paths every event of a
-name reads are 8 identical items. A wait's entry is written before its step, so once a
+name reads are 8 identical items. An event is also kept under the wait key of each match
+path of its name (`EVKEY#`), so a new wait on a path known for longer than its window
+looks back at its own key alone instead of every shard of the name's log. A wait's entry is written before its step, so once a
 wait is stored any event finds it without an index (which on AWS lags); an entry left
 behind by a crash or a lost race only costs a failed compare-and-set.
 
