@@ -77,6 +77,7 @@ class Interpreter:
             "workflow_id": self.workflow.id,
             "logger": session.logger,
             "attempt": current_attempt,
+            "events": session.loaded.batch,
         }
         fn = self.workflow.fn
         try:

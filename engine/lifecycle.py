@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from engine.errors import ErrorType, RunConflict, StepConflict
+from engine.flow.model import RunFlow
 from engine.ids import StepKey, failure_run_id, replay_run_id, run_id_for
 from engine.matching import subscription_key_for
 from engine.model import (
@@ -64,28 +65,43 @@ class Lifecycle:
         *,
         run_id: str | None = None,
         parent: ParentRef | None = None,
+        flow: RunFlow | None = None,
+        start_delay: int = 0,
     ) -> StartedRun:
-        """`start_run`, also saying whether this call created the run or it existed."""
+        """`start_run`, also saying whether this call created the run or it existed.
+
+        `flow` is the run's flow-control state (engine/flow/), `start_delay` how many
+        seconds its start message waits (a negative priority).
+        """
         now = self.ports.clock.now()
         if event.ts is None:
             event = event.model_copy(update={"ts": now})
         run_id = run_id or run_id_for(workflow.id, event.id)
-        run = _queued_run(
-            run_id, workflow, event, now, parent=parent, secret=self.ports.clock.token()
+        run = queued_run(
+            run_id,
+            workflow,
+            event,
+            now,
+            parent=parent,
+            secret=self.ports.clock.token(),
+            flow=flow,
         )
-        subscriptions = self._subscriptions(workflow, run_id, event, now)
+        subscriptions = self.subscriptions(workflow, run_id, event, now)
         existing = self.ports.store.create_run(run, event, subscriptions)
         if existing is None:
             log.info("started run %s of %s for event %s", run_id, workflow.id, event.id)
         if existing is None or existing.status is RunStatus.QUEUED:
             # Also re-sent for a run that exists but never started: the first attempt
             # may have crashed between creating it and enqueuing.
-            self.ports.queue.enqueue(WorkMessage(run_id=run_id, reason="start"))
+            self.ports.queue.enqueue(
+                WorkMessage(run_id=run_id, reason="start"), delay_seconds=start_delay
+            )
         return StartedRun(run_id, created=existing is None)
 
-    def _subscriptions(
+    def subscriptions(
         self, workflow: Workflow, run_id: str, event: Event, now: datetime
     ) -> list[CancelSubscription]:
+        """The cancel_on rules a new run of `workflow` for `event` registers."""
         subscriptions = []
         for index, rule in enumerate(workflow.cancel_on):
             key = subscription_key_for(workflow.id, index, rule, event)
@@ -164,7 +180,7 @@ class Lifecycle:
         now = self.ports.clock.now()
         new_id = replay_run_id(run_id, workflow.id, now.isoformat())
         event = loaded.event
-        run = _queued_run(
+        run = queued_run(
             new_id,
             workflow,
             event,
@@ -177,7 +193,7 @@ class Lifecycle:
         # invisible rather than running without the steps it should keep.
         for step in kept:
             store.put_step(new_id, step, expected=None)
-        store.create_run(run, event, self._subscriptions(workflow, new_id, event, now))
+        store.create_run(run, event, self.subscriptions(workflow, new_id, event, now))
         self.ports.queue.enqueue(WorkMessage(run_id=new_id, reason="start"))
         log.info("replaying run %s as %s (kept %d steps)", run_id, new_id, len(kept))
         return new_id
@@ -370,7 +386,7 @@ class Lifecycle:
         return False
 
 
-def _queued_run(
+def queued_run(
     run_id: str, workflow: Workflow, event: Event, now: datetime, **extra: Any
 ) -> RunRecord:
     """A new run of `workflow` for `event`, waiting for its first invocation."""

@@ -47,6 +47,7 @@ from engine.errors import (
     StepOutputError,
     TransientError,
 )
+from engine.flow.gate import FlowGate, Holding, Prepared
 from engine.interpreter import Interpreter
 from engine.lease import LeaseKeeper
 from engine.lifecycle import Lifecycle
@@ -63,7 +64,7 @@ from engine.model import (
 from engine.outcomes import Abandoned, Completed, Failed, Outcome, Suspended
 from engine.ports import LoadedRun, Ports
 from engine.settings import EngineSettings
-from sdk import App
+from sdk import App, Workflow
 
 log = logging.getLogger("stepline.engine")
 
@@ -92,6 +93,8 @@ class Runner:
         self.ports = ports
         self.settings = settings or EngineSettings()
         self.lifecycle = Lifecycle(ports)
+        # Flow controls: timeouts, the start controls, concurrency slots (engine/flow/).
+        self.flow = FlowGate(ports, self.lifecycle, self.settings)
         # Names this engine instance in the leases it takes. infra passes a random token
         # (a Lambda's pid is the same in every container); tests get a distinct default.
         self.holder = holder or f"{os.getpid()}-{next(_runners)}"
@@ -133,9 +136,12 @@ class Runner:
         bind(function_id=run.workflow_id)
         _remember_run(loaded, self.settings)
         now = self.ports.clock.now()
+        if self.flow.cancel_if_overdue(loaded, now):
+            return
         admission = self._admit(run, message, delivery, now)
         if admission is Admission.DROP:
             log.debug("run %s is %s; nothing to do for %s", run.run_id, run.status, message.reason)
+            self.flow.on_stray(run, self.app.get(run.workflow_id), message)
             return
         if admission is Admission.REARM:
             assert run.wake_at is not None
@@ -169,6 +175,9 @@ class Runner:
             and self.lifecycle.cancel_started_run_if_event_seen(loaded, workflow)
         ):
             return
+        prepared = self.flow.prepare(loaded, workflow, message, now)
+        if prepared is None:
+            return  # it waits for a flow control (engine/flow/gate.py)
         claimed = run.model_copy(
             update={
                 "status": RunStatus.RUNNING,
@@ -182,6 +191,7 @@ class Runner:
                 ),
                 "last_message_id": delivery.message_id,
                 "invoked_at": now,
+                **prepared.update,
             }
         )
         # Registered as live before the claim is written: a delivery in this process that
@@ -191,18 +201,60 @@ class Runner:
             self._live[claim] += 1
         try:
             try:
-                self.ports.store.write_run(claimed, expected_version=run.version)
+                self.flow.claim(loaded, claimed, prepared)
             except RunConflict:
                 log.debug("run %s changed before it could be claimed; leaving it", run.run_id)
                 return
             loaded.run = claimed
-            with LeaseKeeper(self.ports.store, self.ports.clock, claimed, self.settings) as keeper:
-                self._advance(loaded, delivery, remaining_time, keeper)
+            holding = self._flow_start(loaded, workflow, run, prepared, delivery)
+            if holding is None:
+                return
+            with LeaseKeeper(
+                self.ports.store,
+                self.ports.clock,
+                claimed,
+                self.settings,
+                renew_also=holding.renew,
+            ) as keeper:
+                try:
+                    self._advance(loaded, delivery, remaining_time, keeper)
+                except Exception:
+                    holding.release()
+                    raise
+            # Also when it suspended: a run that sleeps or waits holds no slot.
+            holding.release()
         finally:
             with self._live_lock:
                 self._live[claim] -= 1
                 if not self._live[claim]:
                     del self._live[claim]
+
+    def _flow_start(
+        self,
+        loaded: LoadedRun,
+        workflow: Workflow | None,
+        before: RunRecord,
+        prepared: Prepared,
+        delivery: Delivery,
+    ) -> Holding | None:
+        """After the claim: what the start controls changed, then the concurrency slots.
+        None when the run does not go on now (it failed, or waits for a slot)."""
+        if prepared.event is not None:
+            loaded.event = prepared.event
+        if prepared.batch_size is not None and len(loaded.batch) < prepared.batch_size:
+            # Events that joined between the load and the seal.
+            reloaded = self.ports.store.load(loaded.run.run_id)
+            if reloaded is not None:
+                loaded.batch = reloaded.batch
+        if prepared.fail is not None:
+            self._apply(loaded, Failed(prepared.fail))
+            return None
+        holding = self.flow.acquire(loaded, workflow, before)
+        flow = loaded.run.flow
+        newly_due = before.flow is None or before.flow.finish_by is None or delivery.is_redelivery
+        if holding is not None and flow is not None and flow.finish_by is not None and newly_due:
+            self.ports.timers.arm(loaded.run.run_id, flow.finish_by)
+        return holding
 
     def _admit(
         self, run: RunRecord, message: WorkMessage, delivery: Delivery, now: datetime
@@ -395,6 +447,7 @@ class Runner:
                 self.ports.timers.arm(run.run_id, run.wake_at)
         elif run.status.terminal:
             self.ports.store.delete_subscriptions(loaded.subscriptions)
+            self.flow.finished(run)
             if run.parent is not None:
                 self.lifecycle.notify_parent(run)
             workflow = self.app.get(run.workflow_id)

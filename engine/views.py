@@ -35,9 +35,14 @@ class RunView:
     event: Event | None = None
     replay_of: str | None = None
     replay_from: str | None = None
+    # Why a QUEUED run has not started: the flow control and key (engine/flow/).
+    waiting: str | None = None
 
     @classmethod
     def of(cls, run: RunRecord, event: Event | None = None) -> RunView:
+        waiting = None
+        if run.status is RunStatus.QUEUED and run.flow is not None and run.flow.waiting:
+            waiting = run.flow.waiting.describe()
         return cls(
             run_id=run.run_id,
             workflow_id=run.workflow_id,
@@ -54,6 +59,7 @@ class RunView:
             event=event,
             replay_of=run.replay_of,
             replay_from=run.replay_from,
+            waiting=waiting,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -71,6 +77,7 @@ class RunView:
             "parent_run_id": self.parent_run_id,
             "replay_of": self.replay_of,
             "replay_from": self.replay_from,
+            "waiting": self.waiting,
         }
 
 

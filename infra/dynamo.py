@@ -11,6 +11,8 @@ Item layout (`pk` / `sk`; every record is one JSON attribute `r`):
 | wait paths | `WAITPATHS#<event name>` | `_` | `paths` string set |
 | logged event | `EVLOG#<name>#<day>` | `<ts received>#<digest of id>` | `ttl` |
 | what an event started | `EVENT#<sha-256 of its id>` | `OUTCOME` | `ttl` |
+| an event of a batched run | `RUN#<run>` | `BEV#<position>` | |
+| flow-control state: a key's GCRA time, debounce, batch, lock; concurrency slots and queues; what a controlled workflow did with an event | `FLOW#...`, `FLOWQ#...`, `FLOWEV#...` | | see infra/dynamo_flow.py |
 
 So loading a run is one Query on its partition, each step write is one PutItem with a
 condition, and an event finds its waits with one Query on the `waiters` index.
@@ -21,7 +23,8 @@ condition, and an event finds its waits with one Query on the `waiters` index.
   store), and how records, keys and revisions are encoded as items;
 - infra/dynamo_runs.py: the run partition (`RunStore`), and its compare-and-set rules;
 - infra/dynamo_index.py: the waiters and runs indexes, wait paths and the event logs
-  (`MatchIndex`, `EventLog`, run listings).
+  (`MatchIndex`, `EventLog`, run listings);
+- infra/dynamo_flow.py: the flow controls' items (`FlowStore`).
 
 Throttling is retried by botocore (standard mode); what is left becomes
 `TransientError`, and what retrying cannot fix a `PermanentError` (`TableMissing`,
@@ -33,12 +36,13 @@ digests (engine/ids.py), and event ids enter the event log's sort key as digests
 from __future__ import annotations
 
 from engine.errors import TableMissing
+from infra.dynamo_flow import FlowItems
 from infra.dynamo_index import IndexItems
 from infra.dynamo_runs import RunItems
 
 
-class DynamoStore(RunItems, IndexItems):
-    """Implements RunStore, MatchIndex and EventLog on one table."""
+class DynamoStore(RunItems, IndexItems, FlowItems):
+    """Implements RunStore, MatchIndex, EventLog and FlowStore on one table."""
 
 
 __all__ = ["DynamoStore", "TableMissing"]

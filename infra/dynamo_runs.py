@@ -33,6 +33,7 @@ from engine.model import (
 )
 from engine.ports import LoadedRun, Revision, Stored
 from infra.dynamo_table import (
+    BATCH_PREFIX,
     CANCEL_PREFIX,
     EVENT_SK,
     RUN_SK,
@@ -62,6 +63,7 @@ class RunItems(DynamoTable):
         steps: dict[StepKey, StepRecord] = {}
         revisions: dict[StepKey, Revision] = {}
         subscriptions = []
+        batch: dict[str, Event] = {}
         for item in self._query(
             KeyConditionExpression="pk = :pk",
             ExpressionAttributeValues={":pk": run_pk(run_id)},
@@ -78,10 +80,17 @@ class RunItems(DynamoTable):
                 event = Event.model_validate_json(item["r"]["S"])
             elif sk.startswith(CANCEL_PREFIX):
                 subscriptions.append(CancelSubscription.model_validate_json(item["r"]["S"]))
+            elif sk.startswith(BATCH_PREFIX):
+                batch[sk] = Event.model_validate_json(item["r"]["S"])
         if run is None or event is None:
             return None
         return LoadedRun(
-            run=run, event=event, steps=steps, subscriptions=subscriptions, revisions=revisions
+            run=run,
+            event=event,
+            steps=steps,
+            subscriptions=subscriptions,
+            revisions=revisions,
+            batch=[batch[sk] for sk in sorted(batch)],
         )
 
     def get_event(self, run_id: str) -> Event | None:
@@ -131,13 +140,7 @@ class RunItems(DynamoTable):
             {"Put": {"TableName": self._table, "Item": run_item, "ConditionExpression": created}},
         ]
         for subscription in subscriptions:
-            cancel_item: Item = {
-                "pk": pk,
-                "sk": s(f"{CANCEL_PREFIX}{subscription.index:03d}"),
-                "g1pk": s(subscription.index_key),
-                "g1sk": s(run.run_id),
-                "r": s(subscription.model_dump_json(exclude_none=True)),
-            }
+            cancel_item = self._cancel_item(run.run_id, subscription)
             items.append({"Put": {"TableName": self._table, "Item": cancel_item}})
         try:
             self._client.transact_write_items(TransactItems=items)  # type: ignore[arg-type]

@@ -21,7 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from engine.errors import ItemTooLargeError, TableMissing, TransientError
 from engine.ids import StepKey
-from engine.model import EPOCH, Lease, RunRecord, StepRecord
+from engine.model import EPOCH, CancelSubscription, Lease, RunRecord, StepRecord
 from engine.ports import Revision, Stored
 from infra.aws_errors import aws_error, error_code
 
@@ -38,6 +38,8 @@ RUN_SK = "RUN"
 EVENT_SK = "EVENT"
 STEP_PREFIX = "STEP#"
 CANCEL_PREFIX = "CANCEL#"
+# The events of a batched run, by position (`LoadedRun.batch`).
+BATCH_PREFIX = "BEV#"
 _RUN_ATTRIBUTES_IN_COLUMNS = {"status", "version", "wake_at", "lease"}
 # The part of a lease that says who holds it; renewals are conditional on it.
 _LEASE_IDENTITY = {"message_id", "receive_count", "holder"}
@@ -178,6 +180,16 @@ class DynamoTable:
                 lease["current_step"] = json.loads(item["lr"]["S"])
             data["lease"] = lease
         return RunRecord.model_validate(data)
+
+    @staticmethod
+    def _cancel_item(run_id: str, subscription: CancelSubscription) -> Item:
+        return {
+            "pk": run_pk(run_id),
+            "sk": s(f"{CANCEL_PREFIX}{subscription.index:03d}"),
+            "g1pk": s(subscription.index_key),
+            "g1sk": s(run_id),
+            "r": s(subscription.model_dump_json(exclude_none=True)),
+        }
 
     @staticmethod
     def _step_item(run_id: str, record: StepRecord, text: str | None = None) -> Item:

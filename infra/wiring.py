@@ -149,6 +149,7 @@ def build_services(
             )
         ),
         clock=clock,
+        flow=store,
     )
     if ports_hook is not None:
         ports = ports_hook(ports)

@@ -1,6 +1,7 @@
 """Stepline's public API: what workflow authors import.
 
     from sdk import App, Context, Event, CancelOn, Retry, NonRetriableError, RetryAfterError, StepError
+    from sdk import Batch, Concurrency, Debounce, Priority, RateLimit, Singleton, Throttle, Timeouts
 
 This module is a facade over private modules; `tests/test_public_api.py` pins `__all__`,
 so removing or renaming a name here is a deliberate, reviewed change.
@@ -18,6 +19,16 @@ from sdk._errors import (
     WorkflowDefinitionError,
 )
 from sdk._event import Event
+from sdk._flow import (
+    Batch,
+    Concurrency,
+    Debounce,
+    Priority,
+    RateLimit,
+    Singleton,
+    Throttle,
+    Timeouts,
+)
 from sdk._retry import Retry
 from sdk._triggers import CancelOn, Trigger
 
@@ -27,17 +38,25 @@ __all__ = [
     "App",
     "AsyncContext",
     "AsyncStep",
+    "Batch",
     "CancelOn",
+    "Concurrency",
     "Context",
+    "Debounce",
     "Duration",
     "Event",
     "NonDeterminismError",
     "NonRetriableError",
+    "Priority",
+    "RateLimit",
     "Retry",
     "RetryAfterError",
+    "Singleton",
     "Step",
     "StepError",
     "StepLineError",
+    "Throttle",
+    "Timeouts",
     "Trigger",
     "Workflow",
     "WorkflowDefinitionError",

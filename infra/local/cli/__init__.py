@@ -1,8 +1,8 @@
 """The `stepline` command line (the `stepline` console script; `python -m infra.local.cli`).
 
 One module per command group: `serve` (dev, worker), `events` (send), `runs` (list,
-show, cancel, replay), on what they share in `common` (exit codes, options, error
-handling, connecting).
+show, cancel, replay), `workflows` (list), on what they share in `common` (exit codes,
+options, error handling, connecting).
 
     stepline dev --app MODULE:APP [--port 4566]     moto server + workers + timer pump, real time
     stepline worker --app MODULE:APP [--endpoint URL] [--create-resources]
@@ -11,6 +11,7 @@ handling, connecting).
     stepline runs show RUN_ID                       the audit trail
     stepline runs cancel RUN_ID
     stepline runs replay RUN_ID [--from-step STEP_ID] --app MODULE:APP
+    stepline workflows list --app MODULE:APP        triggers and flow controls of each workflow
     stepline --version
 
 RUN_ID may be any unique start of a run id (an id printed cut, "…", is read as one).
@@ -40,6 +41,7 @@ from infra.local.cli.common import Exit, version
 from infra.local.cli.events import send
 from infra.local.cli.runs import runs_cli
 from infra.local.cli.serve import dev, worker
+from infra.local.cli.workflows import workflows_cli
 
 __all__ = ["Exit", "cli", "main"]
 
@@ -51,6 +53,7 @@ cli = typer.Typer(
     pretty_exceptions_enable=False,
 )
 cli.add_typer(runs_cli, name="runs")
+cli.add_typer(workflows_cli, name="workflows")
 
 
 def _print_version(value: bool) -> None:
