@@ -38,7 +38,7 @@ from engine.flow.keys import (
     state_item,
     trigger_keys,
 )
-from engine.flow.model import FlowKey, RunFlow, Waiting
+from engine.flow.model import FlowKey, RunFlow, Waiting, for_key
 from engine.flow.ports import (
     Absent,
     AddBatchEvent,
@@ -231,8 +231,8 @@ class Admission:
                         "refused",
                         None,
                         "rate_limit",
-                        f"rate limited: at most {limit.limit} runs per {_text(limit.period)} "
-                        f"for key {keys.rate_limit.shown}; the next may start at "
+                        f"rate limited: at most {limit.limit} runs per {_text(limit.period)}"
+                        f"{for_key(keys.rate_limit.shown)}; the next may start at "
                         f"{next_at:%Y-%m-%d %H:%M:%S}",
                     ),
                 )
@@ -453,7 +453,7 @@ class Admission:
                         "refused",
                         holder,
                         "singleton",
-                        f"skipped by singleton: run {holder} of key {key.shown} has not finished",
+                        f"skipped by singleton: run {holder}{for_key(key.shown)} has not finished",
                     )
                 self.lifecycle.cancel(
                     holder, f"replaced by run {plan.run_id} (singleton, mode 'cancel')"

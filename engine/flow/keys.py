@@ -31,8 +31,8 @@ from sdk._key import KeyExpression
 
 log = logging.getLogger("stepline.flow")
 
-#: Shown for a control without a key.
-WHOLE = "(all runs)"
+#: Shown for a control without a key (one limit for all the workflow's runs).
+WHOLE = ""
 
 
 class KeyFailure(Exception):

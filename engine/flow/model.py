@@ -19,7 +19,8 @@ class _Record(BaseModel):
 
 
 class FlowKey(_Record):
-    """One control's key for one run: where its state lives, and what it is for people.
+    """One control's key for one run: where its state lives, and what it is for people
+    (`shown`: the expression and its value, or "" for a control without a key).
 
     `ref` names the control it belongs to (kind, scope and key expression), so that a
     key stored by an older definition of the workflow is not used for a changed one.
@@ -40,6 +41,7 @@ class Waiting(_Record):
     detail: str = ""
 
     def describe(self) -> str:
+        """For `runs show`: the control, its key, and when it starts if known."""
         text = f"{self.control}: {self.detail}" if self.detail else self.control
         if self.key:
             text += f" (key {self.key})"
@@ -67,3 +69,8 @@ class RunFlow(_Record):
     # The start its throttle reserved for it (it starts at or after this).
     throttled_until: datetime | None = None
     waiting: Waiting | None = None
+
+
+def for_key(shown: str) -> str:
+    """The words " for key <expression = value>", or nothing for a control without a key."""
+    return f" for key {shown}" if shown else ""
