@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from engine.clock import ManualClock
 from engine.ids import run_id_for
-from engine.model import RunStatus
+from engine.model import EventOutcome, RunStatus
 from engine.ports import Ports, Timers
 from engine.views import RunView, StepView, history_of
 from infra.clients import Clients
@@ -246,6 +246,14 @@ class LocalRuntime:
             if self.services.store.get_run(run_id) is not None:
                 started.append(run_id)
         return started
+
+    def outcome(self, event_id: str) -> EventOutcome | None:
+        """What the trigger handler did with an event (kept for the lookback window): the
+        runs it started, and for each workflow it started nothing for, the control and the
+        reason (rate limited, debounced or batched into a run, a duplicate of a run,
+        skipped by a singleton, a key expression that failed). None if not processed."""
+        self._require()
+        return self.services.store.get_outcome(event_id, now=self.clock.now())
 
     # -- runs ----------------------------------------------------------------------------
 

@@ -116,3 +116,35 @@ def test_workflows_list_shows_each_workflows_controls():
         "timeouts: start within 10m, finish within 1h",
     ):
         assert line in table.output
+
+
+def test_an_event_a_control_stopped_can_be_looked_up_with_the_reason():
+    with LocalRuntime(app, start=START) as rt:
+        first = Event(
+            name="crm/contact.updated", data={"contactId": "c1", "accountId": "a1"}, id="e1"
+        )
+        [run_id] = [run for run in rt.send(first) if run.startswith("sync-crm-")]
+        again = Event(
+            name="crm/contact.updated", data={"contactId": "c1", "accountId": "a1"}, id="e2"
+        )
+        rt.send(again)
+        # in Python
+        found = rt.outcome("e2")
+        assert found is not None
+        [entry] = [entry for entry in found.skipped if entry.workflow_id == "sync-crm"]
+        assert (entry.control, entry.run_id) == ("idempotency", run_id)
+        assert rt.outcome("never-sent") is None
+        # and with the CLI (here against the runtime's embedded moto)
+        env = {"STEPLINE_TABLE": rt.settings.table, "AWS_DEFAULT_REGION": "us-east-1"}
+        shown = CliRunner().invoke(cli, ["events", "show", "e2"], env=env)
+        assert shown.exit_code == 0, shown.output
+        assert (
+            f"  sync-crm: idempotency (run {run_id}): a duplicate of run {run_id} by "
+            'idempotency key event.data.contactId = "c1"'
+        ) in shown.output
+        as_json = json.loads(
+            CliRunner().invoke(cli, ["events", "show", "e2", "--json"], env=env).output
+        )
+        assert as_json["skipped"][0]["control"] == "idempotency"
+        missing = CliRunner().invoke(cli, ["events", "show", "nope"], env=env)
+        assert missing.exit_code == 3 and "no record of event 'nope'" in missing.output

@@ -38,7 +38,7 @@ from __future__ import annotations
 import typer
 
 from infra.local.cli.common import Exit, version
-from infra.local.cli.events import send
+from infra.local.cli.events import events_cli, send
 from infra.local.cli.runs import runs_cli
 from infra.local.cli.serve import dev, worker
 from infra.local.cli.workflows import workflows_cli
@@ -54,6 +54,7 @@ cli = typer.Typer(
 )
 cli.add_typer(runs_cli, name="runs")
 cli.add_typer(workflows_cli, name="workflows")
+cli.add_typer(events_cli, name="events")
 
 
 def _print_version(value: bool) -> None:
