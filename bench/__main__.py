@@ -18,7 +18,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
-from bench import figures
+from bench import figures, flow
 from bench.dbos_peer import dbos_peer
 
 
@@ -34,6 +34,8 @@ class Sizes:
     mix_inline: int
     steps: int = 100
     gate_steps: int = 50
+    flow_starts: int = 20
+    throttle_minutes: int = 60
 
 
 QUICK = Sizes(
@@ -45,6 +47,8 @@ QUICK = Sizes(
     cold_trials=11,
     cost_segments=6,
     mix_inline=10,
+    flow_starts=10,
+    throttle_minutes=10,
 )
 FULL = Sizes(
     overhead_trials=41,
@@ -68,6 +72,8 @@ SMOKE = Sizes(
     mix_inline=2,
     steps=5,
     gate_steps=5,
+    flow_starts=1,
+    throttle_minutes=2,
 )
 
 # (key, goal text, test of the goal) for the headline figures.
@@ -88,11 +94,16 @@ GOALS: list[tuple[str, str, Any]] = [
     ("wait_match_requests_flat", "true", lambda v: v is True),
     ("cold_start_ratio", "<= 1.3", lambda v: v <= 1.3),
     ("dbos_ratio", "< 0.9", lambda v: v < 0.9),
+    ("throttle_max_starts_per_period", "<= 10", lambda v: v <= 10),
+    ("throttle_min_starts_per_backlogged_period", "== 10", lambda v: v == 10),
 ]
 
 
-def run(sizes: Sizes, *, with_dbos: bool = True, progress: Any = None) -> dict[str, Any]:
-    """Measure every figure at `sizes`; returns the flat JSON object."""
+def run(
+    sizes: Sizes, *, with_dbos: bool = True, with_flow: bool = True, progress: Any = None
+) -> dict[str, Any]:
+    """Measure every figure at `sizes` (the flow-control ones unless `with_flow` is
+    False); returns the flat JSON object."""
 
     def say(text: str) -> None:
         if progress is not None:
@@ -157,12 +168,32 @@ def run(sizes: Sizes, *, with_dbos: bool = True, progress: Any = None) -> dict[s
     result["cold_start_ratio"] = cold["cold_start_ratio"]
     result["cold_start"] = cold
 
+    if with_flow:
+        result.update(flow_figures(sizes, say))
+
     result["machine"] = {
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "platform": platform.platform(),
     }
     result["wall_seconds"] = time.perf_counter() - started
+    return result
+
+
+def flow_figures(sizes: Sizes, say: Any = print) -> dict[str, Any]:
+    """The flow-control figures (bench/flow.py)."""
+    result: dict[str, Any] = {}
+    say("flow control: cost per run start")
+    starts = flow.start_cost(starts=sizes.flow_starts)
+    result["flow_start_cost"] = starts
+
+    say("flow control: throttle accuracy")
+    throttle = flow.throttle_accuracy(minutes=sizes.throttle_minutes)
+    result["throttle_max_starts_per_period"] = throttle["max_starts_per_period"]
+    result["throttle_min_starts_per_backlogged_period"] = throttle[
+        "min_starts_per_backlogged_period"
+    ]
+    result["throttle"] = throttle
     return result
 
 
@@ -204,6 +235,11 @@ def table(result: dict[str, Any]) -> Any:
         "gate_reads_per_step": f"{result['step_gate']['gate_reads']} GetItem over "
         f"{result['step_gate']['steps']} steps of {result['step_gate']['step_ms']:.0f} ms",
     }
+    throttle = result["throttle"]
+    notes["throttle_max_starts_per_period"] = (
+        f'Throttle(limit=10, period="1m"), {throttle["events"]} events over '
+        f"{throttle['minutes']} virtual minutes, {throttle['started']} started"
+    )
     for size, entry in result["resume"].items():
         notes[f"resume_ratio_{size}"] = (
             f"{entry['resume_ms']:.1f} ms vs Query {entry['query_ms']:.1f} ms"
@@ -220,6 +256,36 @@ def table(result: dict[str, Any]) -> Any:
         value = result[key]
         ok = "" if check is None or value is None else ("yes" if check(value) else "NO")
         grid.add_row(key, _fmt(value), goal, ok, notes.get(key, ""))
+    return grid
+
+
+def flow_table(result: dict[str, Any]) -> Any:
+    """Per run start, by flow control, against none."""
+    from rich.table import Table
+
+    grid = Table(title="Flow control: per run start (one-step workflow; keys distinct per event)")
+    for column in (
+        "control",
+        "requests",
+        "+requests",
+        "WCU",
+        "RCU",
+        "invocations",
+        "$/M starts",
+        "+$/M",
+    ):
+        grid.add_column(column, justify="left" if column == "control" else "right")
+    for control, entry in result["flow_start_cost"]["by_control"].items():
+        grid.add_row(
+            control,
+            _fmt(entry["requests"]),
+            _fmt(entry["extra_requests"]),
+            _fmt(entry["wcu"]),
+            _fmt(entry["rcu"]),
+            _fmt(entry["invocations"]),
+            _fmt(entry["usd_per_million_starts"]),
+            _fmt(entry["extra_usd_per_million_starts"]),
+        )
     return grid
 
 
@@ -243,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     result["mode"] = "quick" if args.quick else "full"
     console.print(table(result))
+    if "flow_start_cost" in result:
+        console.print(flow_table(result))
     console.print(f"wall time {result['wall_seconds']:.0f} s on {result['machine']['cpus']} cores")
     if args.json:
         sys.stdout.write(json.dumps(result, default=str) + "\n")
