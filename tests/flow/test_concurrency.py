@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from rich.console import Console
 
@@ -54,10 +55,10 @@ class Nested:
         return run_key
 
 
-def app_with(nested: Nested, *limits: Concurrency, sleep: bool = False) -> App:
+def app_with(nested: Nested, *limits: Concurrency, sleep: bool = False, **controls: Any) -> App:
     app = App("shop")
 
-    @app.workflow("fulfil", trigger="order/placed", concurrency=list(limits))
+    @app.workflow("fulfil", trigger="order/placed", concurrency=list(limits), **controls)
     def fulfil(ctx: Context) -> str:
         name = ctx.event.data["order"]
         ctx.step.run("pack", nested.step, name)

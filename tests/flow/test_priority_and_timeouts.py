@@ -5,13 +5,17 @@ cancelled."""
 
 from __future__ import annotations
 
-from infra.local import LocalRuntime
+import pytest
+
+from infra.local import LocalRuntime, runtime
 from sdk import App, Concurrency, Context, Event, Priority, Throttle, Timeouts
 from tests.conftest import START
-from tests.flow.test_concurrency import Nested
+from tests.flow.helpers import crash_once
+from tests.flow.test_concurrency import Nested, app_with, order, takes_a_slot
 
 
-def test_a_higher_priority_run_is_woken_first_from_a_concurrency_queue():
+@pytest.mark.parametrize("deliveries", [1, 2], ids=["once", "every-message-twice"])
+def test_a_higher_priority_run_is_woken_first_from_a_concurrency_queue(deliveries):
     nested = Nested()
     order: list[str] = []
     app = App("shop")
@@ -34,7 +38,7 @@ def test_a_higher_priority_run_is_woken_first_from_a_concurrency_queue():
     def placed(name: str, plan: str) -> Event:
         return Event(name="order/placed", data={"order": name, "plan": plan}, id=name)
 
-    with LocalRuntime(app, start=START) as rt:
+    with LocalRuntime(app, start=START, deliveries_per_message=deliveries) as rt:
         nested.rt = rt
         # GIVEN two free orders, then an enterprise one, arriving while the slot is held
         nested.during["o0"] = [
@@ -84,8 +88,11 @@ def throttled_with(timeouts: Timeouts) -> App:
     return app
 
 
-def test_timeouts_start_cancels_a_run_that_cannot_start_in_time():
-    with LocalRuntime(throttled_with(Timeouts(start="15m")), start=START) as rt:
+@pytest.mark.parametrize("deliveries", [1, 2], ids=["once", "every-message-twice"])
+def test_timeouts_start_cancels_a_run_that_cannot_start_in_time(deliveries):
+    with LocalRuntime(
+        throttled_with(Timeouts(start="15m")), start=START, deliveries_per_message=deliveries
+    ) as rt:
         # GIVEN a throttle of one start per 10 minutes: three documents at once (the
         # first runs at once and sleeps a second)
         runs = [rt.send(Event(name="doc/added", data={}, id=f"d{n}"))[0] for n in range(3)]
@@ -104,8 +111,11 @@ def test_timeouts_start_cancels_a_run_that_cannot_start_in_time():
         assert rt.history(fourth)[0].started_at == rt.now()
 
 
-def test_timeouts_finish_cancels_a_run_not_finished_in_time():
-    with LocalRuntime(throttled_with(Timeouts(finish="1h")), start=START) as rt:
+@pytest.mark.parametrize("deliveries", [1, 2], ids=["once", "every-message-twice"])
+def test_timeouts_finish_cancels_a_run_not_finished_in_time(deliveries):
+    with LocalRuntime(
+        throttled_with(Timeouts(finish="1h")), start=START, deliveries_per_message=deliveries
+    ) as rt:
         [short] = rt.send(Event(name="doc/added", data={"sleep": "30m"}, id="d1"))
         rt.advance("10m")
         [long] = rt.send(Event(name="doc/added", data={"sleep": "2h"}, id="d2"))
@@ -116,3 +126,25 @@ def test_timeouts_finish_cancels_a_run_not_finished_in_time():
         assert "not finished by 2026-03-02 10:10:00 (Timeouts finish)" in str(
             rt.run(long).to_json()
         )
+
+
+def test_timeouts_start_cancels_a_run_queued_behind_a_killed_slot_holder(monkeypatch):
+    # GIVEN a crashed invocation's message coming back only after 5 minutes, and an
+    # engine killed right after it took the only slot
+    monkeypatch.setattr(runtime.lambda_service, "retry_now", lambda *args: None)
+    crash = crash_once("flow", takes_a_slot)
+    nested = Nested()
+    app = app_with(nested, Concurrency(limit=1), timeouts=Timeouts(start="30s"))
+    with LocalRuntime(app, start=START, ports_hook=crash) as rt:
+        first = rt.send(order("o1"))[0]
+        assert crash.state["fired"]
+        # WHEN another order queues for the slot, which the dead holder keeps for 60 s
+        second = rt.send(order("o2"))[0]
+        assert rt.run(second).status == "QUEUED"
+        rt.advance("45s")
+        # THEN it is cancelled 30 s after its event, never having started
+        assert rt.run(second).status == "CANCELLED"
+        assert rt.history(second) == []
+        # AND the killed run still completes once its message returns
+        rt.advance("6m")
+        assert rt.run(first).status == "COMPLETED"
