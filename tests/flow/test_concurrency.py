@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from rich.console import Console
 
 from engine.flow.ports import PutItem
+from engine.ports import Ports
 from infra.local import LocalRuntime, render, runtime
 from sdk import App, Concurrency, Context, Event
 from tests.conftest import START
+from tests.faults import Intercept
 from tests.flow.helpers import crash_once
 
 
@@ -268,3 +271,30 @@ def takes_a_slot(name: str, args: tuple, kwargs: dict) -> bool:
     return name == "commit" and any(
         isinstance(change, PutItem) and change.key.sk == "SLOT" for change in args[0]
     )
+
+
+def test_a_slot_is_taken_per_invocation_not_per_step():
+    def flow_calls(steps: int) -> int:
+        calls: list[str] = []
+
+        def hook(ports: Ports) -> Ports:
+            return replace(
+                ports, flow=Intercept(ports.flow, before=lambda name, *_: calls.append(name))
+            )
+
+        app = App("shop")
+
+        @app.workflow("fulfil", trigger="order/placed", concurrency=[Concurrency(limit=1)])
+        def fulfil(ctx: Context) -> int:
+            for index in range(steps):
+                ctx.step.run(f"s{index}", int, index)
+            return steps
+
+        with LocalRuntime(app, start=START, ports_hook=hook) as rt:
+            [run_id] = rt.send(order("o1"))
+            assert rt.run(run_id).status == "COMPLETED"
+        return len(calls)
+
+    # Ten inline steps cost the flow store exactly what one does: the slot is taken once
+    # when the invocation starts and released once when it ends.
+    assert flow_calls(10) == flow_calls(1)
