@@ -235,11 +235,12 @@ def table(result: dict[str, Any]) -> Any:
         "gate_reads_per_step": f"{result['step_gate']['gate_reads']} GetItem over "
         f"{result['step_gate']['steps']} steps of {result['step_gate']['step_ms']:.0f} ms",
     }
-    throttle = result["throttle"]
-    notes["throttle_max_starts_per_period"] = (
-        f'Throttle(limit=10, period="1m"), {throttle["events"]} events over '
-        f"{throttle['minutes']} virtual minutes, {throttle['started']} started"
-    )
+    if "throttle" in result:
+        throttle = result["throttle"]
+        notes["throttle_max_starts_per_period"] = (
+            f'Throttle(limit=10, period="1m"), {throttle["events"]} events over '
+            f"{throttle['minutes']} virtual minutes, {throttle['started']} started"
+        )
     for size, entry in result["resume"].items():
         notes[f"resume_ratio_{size}"] = (
             f"{entry['resume_ms']:.1f} ms vs Query {entry['query_ms']:.1f} ms"
