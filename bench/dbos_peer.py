@@ -19,14 +19,15 @@ import time
 from typing import Any
 
 
-def serve() -> None:
-    """The worker: launch DBOS, then run the workflow once per line of stdin ("N")."""
+def serve(directory: str | None = None) -> None:
+    """The worker: launch DBOS with its SQLite file in a new folder under `directory`
+    (default: the temporary directory), then run the workflow once per line of stdin."""
     import logging
 
     from dbos import DBOS
 
     logging.disable(logging.WARNING)
-    with tempfile.TemporaryDirectory(prefix="stepline-bench-dbos-") as folder:
+    with tempfile.TemporaryDirectory(prefix="stepline-bench-dbos-", dir=directory) as folder:
         DBOS(
             config={
                 "name": "stepline-bench",
@@ -63,9 +64,14 @@ def serve() -> None:
 class DbosPeer:
     """A DBOS worker process, launched once; `run` times one workflow run in it."""
 
-    def __init__(self) -> None:
+    def __init__(self, directory: str | None = None) -> None:
+        self.directory = directory or tempfile.gettempdir()
         self._process = subprocess.Popen(
-            [sys.executable, "-c", "from bench.dbos_peer import serve; serve()"],
+            [
+                sys.executable,
+                "-c",
+                f"from bench.dbos_peer import serve; serve({self.directory!r})",
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -98,8 +104,30 @@ class DbosPeer:
             self._process.wait()
 
 
-def dbos_peer() -> DbosPeer | None:
-    """A launched DBOS peer, or None when DBOS is not installed."""
+TMPFS = "/dev/shm"
+
+
+def dbos_peer(directory: str | None = None) -> DbosPeer | None:
+    """A launched DBOS peer with its SQLite file under `directory` (default: the
+    temporary directory, on disk here), or None when DBOS is not installed."""
     if importlib.util.find_spec("dbos") is None:
         return None
-    return DbosPeer()
+    return DbosPeer(directory)
+
+
+def filesystem_of(directory: str) -> str:
+    """The type of the filesystem `directory` is on (from /proc/mounts), or "unknown"."""
+    best, kind = "", "unknown"
+    try:
+        with open("/proc/mounts") as mounts:
+            for line in mounts:
+                fields = line.split()
+                if (
+                    len(fields) > 2
+                    and os.path.realpath(directory).startswith(fields[1])
+                    and len(fields[1]) > len(best)
+                ):
+                    best, kind = fields[1], fields[2]
+    except OSError:
+        pass
+    return kind

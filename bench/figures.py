@@ -7,6 +7,7 @@ a shared machine falls on both sides alike.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import subprocess
@@ -25,6 +26,7 @@ from bench.harness import (
     runtime,
     settle,
 )
+from bench.template import engine_memory_mb, queues_delivered
 from engine.ids import StepKey, waiter_key
 from engine.model import StepKind, StepRecord, StepStatus, WaitSpec
 from infra.dynamo_table import encode_step
@@ -40,22 +42,32 @@ PRICE_SCHEDULER = 1.00 / 1e6  # EventBridge Scheduler, per scheduled invocation
 PRICE_EVENTS = 1.00 / 1e6  # EventBridge, per custom event published
 PRICE_LAMBDA_REQUEST = 0.20 / 1e6  # Lambda, per invocation
 PRICE_LAMBDA_GB_SECOND = 0.0000166667  # Lambda x86, per GB-second
-LAMBDA_MEMORY_MB = 256  # the assumed memory size of the engine function
+LAMBDA_MEMORY_MB = engine_memory_mb()  # the engine function's MemorySize in template.yaml
 STEPS_PER_INVOCATION = 10  # the cost model's workflow shape
+# Lambda's SQS poller long-polls each consumed queue while it is idle: assumed 5 pollers
+# (Lambda's starting number), each a 20 s long poll, i.e. 15 empty receives a minute per
+# queue whatever the traffic; spread over STEPS_PER_MONTH steps.
+POLLERS = 5
+LONG_POLL_SECONDS = 20
+STEPS_PER_MONTH = 10_000_000
+EMPTY_RECEIVES_PER_QUEUE_MONTH = POLLERS * 30 * 86_400 / LONG_POLL_SECONDS
 
 
 # -- step overhead (and DBOS) ------------------------------------------------------------
 
 
-def step_overhead(*, steps: int = 100, trials: int = 7, dbos: Any | None = None) -> dict[str, Any]:
+def step_overhead(
+    *, steps: int = 100, trials: int = 7, dbos: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Engine time per inline step vs one bare conditional put (and DBOS's time per step).
 
     Each trial: one engine Lambda invocation that runs a fresh `steps`-step inline
     workflow from its start message to completion (load, claim, `steps` step writes,
     final run write), and `steps` bare conditional puts of items of the same shape (pk,
     sk, one blob `r` copied from a real step record) into the same table, through the
-    same client; and, when DBOS is installed, the same workflow in DBOS. The order
-    rotates each trial. Per-trial figures are per step; the ratio is of the medians.
+    same client; and, when DBOS is installed, the same workflow in DBOS (one peer per
+    entry of `dbos`, e.g. its SQLite file on disk and on a tmpfs). The order rotates
+    each trial. Per-trial figures are per step; the ratio is of the medians.
     """
     app = inline_app(steps)
     with runtime(app) as rt:
@@ -67,12 +79,13 @@ def step_overhead(*, steps: int = 100, trials: int = 7, dbos: Any | None = None)
         loaded = rt.services.store.load(warm)
         assert loaded is not None and loaded.run.status.value == "COMPLETED"
         blob = encode_step(next(iter(loaded.steps.values())))
-        if dbos is not None:
-            dbos.run(steps)
+        peers = dbos or {}
+        for peer in peers.values():
+            peer.run(steps)
 
         engine_per_step: list[float] = []
         put_per_step: list[float] = []
-        dbos_per_step: list[float] = []
+        dbos_per_step: dict[str, list[float]] = {label: [] for label in peers}
 
         def engine_trial() -> None:
             run_id = create_run(rt, "inline")
@@ -94,12 +107,14 @@ def step_overhead(*, steps: int = 100, trials: int = 7, dbos: Any | None = None)
             put_per_step.append((time.perf_counter() - started) / steps)
             _delete_partition(rt, pk)
 
-        def dbos_trial() -> None:
-            assert dbos is not None
-            settle()
-            dbos_per_step.append(dbos.run(steps) / steps)
+        def dbos_trial(label: str) -> Any:
+            def trial() -> None:
+                settle()
+                dbos_per_step[label].append(peers[label].run(steps) / steps)
 
-        order = [engine_trial, put_trial] + ([dbos_trial] if dbos is not None else [])
+            return trial
+
+        order = [engine_trial, put_trial] + [dbos_trial(label) for label in peers]
         for trial in range(trials):
             shift = trial % len(order)
             for run in order[shift:] + order[:shift]:
@@ -115,9 +130,12 @@ def step_overhead(*, steps: int = 100, trials: int = 7, dbos: Any | None = None)
         "step_overhead_ratio": engine_ms / put_ms,
         "record_bytes": len(blob.encode()),
     }
-    if dbos is not None:
-        dbos_ms = median(dbos_per_step) * 1000
-        result.update(dbos_ms_per_step=dbos_ms, dbos_ratio=engine_ms / dbos_ms)
+    for index, (label, samples) in enumerate(dbos_per_step.items()):
+        dbos_ms = median(samples) * 1000
+        result[f"dbos_ms_per_step_{label}"] = dbos_ms
+        result[f"dbos_ratio_{label}"] = engine_ms / dbos_ms
+        if index == 0:
+            result.update(dbos_ms_per_step=dbos_ms, dbos_ratio=engine_ms / dbos_ms)
     return result
 
 
@@ -181,6 +199,7 @@ MIX_OTHER_STEPS = 4  # two sleeps and two waits
 def _drive_mix(inline: int) -> dict[str, Any]:
     with runtime(mix_app(inline)) as rt:
         meter = RequestMeter().attach(rt.services.clients)
+        poller = _PollerMeter(rt)
         [run_id] = rt.send(Event(name="bench/mix", data={"order": "o-1"}))
         rt.advance(timedelta(minutes=5, seconds=1))
         rt.advance(timedelta(hours=2, seconds=1))
@@ -195,6 +214,13 @@ def _drive_mix(inline: int) -> dict[str, Any]:
             "dynamodb_writes": meter.total("dynamodb", WRITE_OPERATIONS),
             "dynamodb_reads": meter.total("dynamodb", READ_OPERATIONS),
             "sqs": meter.total("sqs"),
+            # The poller's receives that return messages and its deletes (and the
+            # Scheduler's sends), and EventBridge's sends of the two events to each queue
+            # the template's rules deliver them to.
+            "sqs_all": meter.total("sqs")
+            + poller.sqs
+            + len(queues_delivered("bench/mix", "local"))
+            + len(queues_delivered("bench/paid", "local")),
             "scheduler": meter.total("scheduler"),
             "events": meter.total("events"),
             "by_operation": {f"{s}.{op}": n for (s, op), n in sorted(meter.counts.items())},
@@ -222,7 +248,8 @@ def request_mix(*, inline: int = 10) -> dict[str, Any]:
         "steps": steps,
         "dynamodb_writes_per_step": small["dynamodb_writes"] / steps,
         "dynamodb_reads_per_step": small["dynamodb_reads"] / steps,
-        "sqs_requests_per_step": small["sqs"] / steps,
+        "sqs_requests_per_step": small["sqs_all"] / steps,
+        "sqs_requests_per_step_ours": small["sqs"] / steps,
         "scheduler_requests_per_step": small["scheduler"] / steps,
         "dynamodb_writes_per_inline_step": (large["dynamodb_writes"] - small["dynamodb_writes"])
         / extra_inline,
@@ -273,15 +300,17 @@ def step_gate(*, step_ms: float = 20.0, steps: int = 50) -> dict[str, Any]:
 # -- cost ------------------------------------------------------------------------------------
 
 
-def cost_app(segments: int) -> App:
-    """`segments` invocations of STEPS_PER_INVOCATION inline steps, each ended by a sleep."""
+def cost_app(segments: int, output: Any = None) -> App:
+    """`segments` invocations of STEPS_PER_INVOCATION inline steps, each ended by a sleep;
+    each step returns `output(segment, index)` (default: a tiny dict)."""
     app = App("bench")
+    make = output or (lambda segment, index: _echo("steady", index))
 
     @app.workflow("steady", trigger="bench/steady")
     def flow(ctx: Context) -> int:
         for segment in range(segments):
             for index in range(STEPS_PER_INVOCATION):
-                ctx.step.run(f"s{segment}-{index}", _echo, "steady", index)
+                ctx.step.run(f"s{segment}-{index}", make, segment, index)
             ctx.step.sleep(f"pause-{segment}", "1m")
         return segments
 
@@ -313,8 +342,32 @@ class _PollerMeter:
             self.sqs += 1
 
 
-def _drive_cost(segments: int) -> dict[str, float]:
-    with runtime(cost_app(segments)) as rt:
+def kilobyte_output(segment: int, index: int) -> dict[str, Any]:
+    """About 1 KB of JSON as an API returns it: ids, names, amounts, times, flags; drawn
+    from a seeded generator per step, so it compresses as such data does (not as a
+    repeated character would)."""
+    import random
+
+    rng = random.Random(segment * 1000 + index)
+    words = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel"]
+    lines = []
+    while len(json.dumps(lines)) < 900:
+        lines.append(
+            {
+                "id": f"{rng.getrandbits(64):016x}",
+                "sku": f"SKU-{rng.randrange(10**6):06d}",
+                "name": " ".join(rng.choice(words) for _ in range(2)),
+                "qty": rng.randrange(1, 20),
+                "price": round(rng.uniform(1, 500), 2),
+                "at": f"2026-03-{rng.randrange(1, 29):02d}T{rng.randrange(24):02d}:00:00Z",
+                "gift": rng.random() < 0.2,
+            }
+        )
+    return {"order": f"o-{segment}-{index}", "lines": lines}
+
+
+def _drive_cost(segments: int, output: Any = None) -> dict[str, float]:
+    with runtime(cost_app(segments, output)) as rt:
         meter = RequestMeter().attach(rt.services.clients)
         poller = _PollerMeter(rt)
         [run_id] = rt.send(Event(name="bench/steady", data={}))
@@ -323,7 +376,10 @@ def _drive_cost(segments: int) -> dict[str, float]:
         meter.enabled = False
         if rt.run(run_id).status != "COMPLETED":
             raise RuntimeError("the cost workflow did not complete")
-        billed_ms = sum(math.ceil(seconds * 1000) for seconds in poller.engine_seconds)
+        billed = [math.ceil(seconds * 1000) for seconds in poller.engine_seconds]
+        # The median invocation's billed time, for every invocation: one invocation that
+        # a busy machine stalls would otherwise swing the per-step difference below.
+        billed_ms = median([float(ms) for ms in billed]) * len(billed)
         return {
             "wcu": meter.wcu,
             "rcu": meter.rcu,
@@ -340,6 +396,7 @@ def _drive_cost(segments: int) -> dict[str, float]:
 def _dollars(counts: dict[str, float]) -> dict[str, float]:
     gb_seconds = counts["billed_ms"] / 1000 * LAMBDA_MEMORY_MB / 1024
     return {
+        "sqs_empty_receives": counts.get("sqs_empty", 0.0) * PRICE_SQS_REQUEST,
         "dynamodb_writes": counts["wcu"] * PRICE_WRITE_UNIT,
         "dynamodb_reads": counts["rcu"] * PRICE_READ_UNIT,
         "sqs": counts["sqs"] * PRICE_SQS_REQUEST,
@@ -351,23 +408,39 @@ def _dollars(counts: dict[str, float]) -> dict[str, float]:
 
 
 def cost(*, segments: int = 6) -> dict[str, Any]:
+    """Dollars per million steps in steady state, with tiny and with 1 KB step outputs."""
+    tiny = _cost(segments=segments)
+    kilobyte = _cost(segments=segments, output=kilobyte_output)
+    return {
+        **tiny,
+        "cost_per_million_steps_1kb_usd": kilobyte["cost_per_million_steps_usd"],
+        "kilobyte": kilobyte,
+        "output_bytes_1kb": len(json.dumps(kilobyte_output(0, 0))),
+    }
+
+
+def _cost(*, segments: int = 6, output: Any = None) -> dict[str, Any]:
     """Dollars per million steps in steady state, STEPS_PER_INVOCATION steps per invocation.
 
     Two runs of the same shape, of 2 and `segments` invocations, are counted whole; the
     difference divided by the extra steps is the steady-state cost of a step, start-up
-    excluded (reported apart as the cost of starting a run).
+    excluded (reported apart as the cost of starting a run). SQS counts our sends and
+    the poller's receives that return messages and its deletes, plus the work queue's
+    share of the poller's empty long-poll receives (POLLERS, LONG_POLL_SECONDS,
+    STEPS_PER_MONTH).
     """
-    short = _drive_cost(2)
-    long = _drive_cost(segments)
+    short = _drive_cost(2, output)
+    long = _drive_cost(segments, output)
     extra_steps = (segments - 2) * STEPS_PER_INVOCATION
     per_step = {key: (long[key] - short[key]) / extra_steps for key in long}
+    per_step["sqs_empty"] = EMPTY_RECEIVES_PER_QUEUE_MONTH / STEPS_PER_MONTH
     dollars = _dollars(per_step)
     per_million = {key: value * 1e6 for key, value in dollars.items()}
     start = {key: short[key] - 2 * STEPS_PER_INVOCATION * per_step[key] for key in short}
-    # The trigger event: its PutEvents, and EventBridge's sends to the trigger, waits and
-    # cancel queues (made by EventBridge, so no hook of ours sees them).
+    # The trigger event: its PutEvents, and EventBridge's sends to the queues the
+    # template's rules deliver it to (made by EventBridge, so no hook of ours sees them).
     start["events"] += 1
-    start["sqs"] += 3
+    start["sqs"] += len(queues_delivered("bench/steady"))
     start_dollars = sum(_dollars(start).values())
     return {
         "cost_per_million_steps_usd": sum(per_million.values()),
@@ -377,6 +450,13 @@ def cost(*, segments: int = 6) -> dict[str, Any]:
         "lambda_memory_mb": LAMBDA_MEMORY_MB,
         "engine_ms_per_invocation": per_step["billed_ms"] * STEPS_PER_INVOCATION,
         "run_start_usd_per_million_runs": start_dollars * 1e6,
+        "poller_assumption": (
+            f"{POLLERS} pollers x {LONG_POLL_SECONDS} s long polls on the work queue: "
+            f"{EMPTY_RECEIVES_PER_QUEUE_MONTH:,.0f} empty receives a month, spread over "
+            f"{STEPS_PER_MONTH:,} steps a month (at 1,000,000 a month they alone would add "
+            f"${EMPTY_RECEIVES_PER_QUEUE_MONTH / 1e6 * PRICE_SQS_REQUEST * 1e6:.2f} per "
+            "million steps)"
+        ),
     }
 
 
@@ -567,44 +647,148 @@ def _add_waiting_runs(rt: LocalRuntime, count: int) -> None:
 # -- cold start ------------------------------------------------------------------------------
 
 HANDLER_MODULES = ("handlers.engine", "handlers.trigger", "handlers.waits", "handlers.cancel")
-_IMPORT_TIMER = (
-    "import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
+
+# A fresh interpreter, as Lambda starts one: everything from the first import to the
+# handler's return is timed (imports, the clients, the services, one message through the
+# engine's handler: its load Query, claim, step write and final run write).
+_ENGINE_COLD = """
+import json, sys, time
+started = time.perf_counter()
+from handlers.engine import handler
+response = handler(json.loads(sys.argv[1]), None)
+elapsed = time.perf_counter() - started
+assert not response.get("batchItemFailures"), response
+print(elapsed)
+"""
+# The floor: the same interpreter start, `import boto3`, a client and one PutItem.
+_BOTO3_COLD = """
+import sys, time
+started = time.perf_counter()
+import boto3
+client = boto3.client("dynamodb")
+client.put_item(
+    TableName=sys.argv[1],
+    Item={"pk": {"S": "COLD#" + sys.argv[2]}, "sk": {"S": "STEP#0"}, "r": {"S": "x" * 100}},
+    ConditionExpression="attribute_not_exists(pk)",
 )
+print(time.perf_counter() - started)
+"""
 
 
-def _import_seconds(module: str) -> float:
-    # Cold start with warm .pyc files, as a deployment package that ships them has: the
-    # first (untimed) import writes them, even where PYTHONDONTWRITEBYTECODE is set.
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+def _child_seconds(script: str, args: list[str], env: dict[str, str]) -> float:
     result = subprocess.run(
-        [sys.executable, "-c", _IMPORT_TIMER.format(module=module)],
+        [sys.executable, "-c", script, *args],
         capture_output=True,
         text=True,
-        check=True,
         env=env,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
     )
+    if result.returncode != 0:
+        raise RuntimeError(f"a cold-start interpreter failed: {result.stderr[-2000:]}")
     return float(result.stdout.strip().splitlines()[-1])
 
 
 def cold_start(*, trials: int = 7) -> dict[str, Any]:
-    """Import time of each handler module vs `import boto3`, each in a fresh interpreter.
+    """The engine's first invocation vs `import boto3`, a client and one PutItem.
 
-    Each sample is one new interpreter that times the one import with perf_counter;
-    the modules take turns in rotating order; the ratio is the slowest handler's median
-    over boto3's median. Every handler imports boto3, so boto3 alone is the floor.
+    Both run in fresh interpreters (warm .pyc files, as a deployment package that ships
+    them has) against one moto server on localhost, so both pay real HTTP to it; the
+    sides take turns. The engine side imports its handler, builds its services from
+    STEPLINE_* variables (bench/cold_app.py, one workflow of one step) and runs one
+    start message of a new run to its completion. The ratio is of the medians. Lambda's
+    own start (its runtime, the sandbox) is on both sides and left out.
     """
-    modules = ("boto3", *HANDLER_MODULES)
-    for module in modules:  # compile the .pyc files first
-        _import_seconds(module)
-    samples: dict[str, list[float]] = {module: [] for module in modules}
-    for trial in range(trials):
-        shift = trial % len(modules)
-        for module in modules[shift:] + modules[:shift]:
-            samples[module].append(_import_seconds(module))
-    medians = {module: median(values) * 1000 for module, values in samples.items()}
-    slowest = max(HANDLER_MODULES, key=lambda module: medians[module])
+    import logging
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    from engine.ids import run_id_for
+    from engine.model import RunRecord, RunStatus
+    from infra.clients import Clients
+    from infra.resources import create_resources
+    from infra.settings import Settings
+    from infra.wiring import build_services, load_app
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        region = "us-east-1"
+        session = boto3.session.Session(
+            region_name=region, aws_access_key_id="testing", aws_secret_access_key="testing"
+        )
+        base = Settings(region=region, endpoint_url=endpoint)
+        created = create_resources(Clients(base, session), "stepline-cold")
+        settings = created.settings.model_copy(
+            update={"region": region, "endpoint_url": endpoint, "app": "bench.cold_app:app"}
+        )
+        services = build_services(load_app(settings.app), settings, session=session)
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        env.update(settings.to_env())
+        env.update(
+            AWS_ACCESS_KEY_ID="testing",
+            AWS_SECRET_ACCESS_KEY="testing",
+            AWS_DEFAULT_REGION=region,
+            AWS_REGION=region,
+            AWS_ENDPOINT_URL=endpoint,
+        )
+
+        def new_run() -> str:
+            from datetime import UTC, datetime
+
+            now = datetime.now(UTC)
+            event = Event(name="bench/cold", data={}, id=str(uuid.uuid4()), ts=now)
+            run_id = run_id_for("cold", event.id)
+            run = RunRecord(
+                run_id=run_id,
+                workflow_id="cold",
+                status=RunStatus.QUEUED,
+                created_at=now,
+                updated_at=now,
+                event_id=event.id,
+                event_name=event.name,
+                event_ts=now,
+            )
+            services.store.create_run(run, event, [])
+            return run_id
+
+        def engine_side() -> float:
+            from bench.harness import work_event
+
+            run_id = new_run()
+            seconds = _child_seconds(_ENGINE_COLD, [json.dumps(work_event(run_id))], env)
+            loaded = services.store.load(run_id)
+            if loaded is None or loaded.run.status is not RunStatus.COMPLETED:
+                raise RuntimeError("the cold engine did not complete its run")
+            return seconds
+
+        def boto3_side() -> float:
+            return _child_seconds(_BOTO3_COLD, [settings.table, str(uuid.uuid4())], env)
+
+        engine_side()  # compile the .pyc files first
+        boto3_side()
+        samples: dict[str, list[float]] = {"engine": [], "boto3": []}
+        for trial in range(trials):
+            if trial % 2:
+                samples["engine"].append(engine_side())
+                samples["boto3"].append(boto3_side())
+            else:
+                samples["boto3"].append(boto3_side())
+                samples["engine"].append(engine_side())
+    finally:
+        server.stop()
+    medians = {side: median(values) * 1000 for side, values in samples.items()}
     return {
-        "cold_start_ratio": medians[slowest] / medians["boto3"],
-        "slowest_handler": slowest,
-        "import_ms": medians,
+        "cold_start_ratio": medians["engine"] / medians["boto3"],
+        "engine_first_invocation_ms": medians["engine"],
+        "boto3_put_ms": medians["boto3"],
+        "trials": trials,
+        "definition": (
+            "fresh interpreter: import handlers.engine, build services, one start message "
+            "of a one-step run to completion; vs import boto3, a client, one PutItem; both "
+            "against a local moto server over HTTP"
+        ),
     }

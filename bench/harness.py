@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import gc
 import math
+import re
 import statistics
 import time
 import uuid
@@ -25,6 +26,7 @@ from typing import Any
 from engine.ids import run_id_for
 from engine.model import RunRecord, RunStatus, WorkMessage
 from infra.local import LocalRuntime
+from infra.resources import TABLE_DEFINITION
 from sdk import App, Event
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -171,14 +173,48 @@ def item_size(item: dict[str, Any]) -> int:
     return sum(len(name.encode()) + attribute_size(value) for name, value in item.items())
 
 
-# The table's indexes (infra/resources.py): which attribute keys each, and its projection.
-_INDEXES = {"waiters": ("g1pk", "g1sk", "ALL"), "runs": ("g2pk", "g2sk", "KEYS_ONLY")}
+def _indexes() -> dict[str, tuple[str, str | None, str]]:
+    """The table's indexes as infra/resources.py defines them: name -> (hash attribute,
+    range attribute, projection). Read from the definition, so a layout change is seen."""
+    out: dict[str, tuple[str, str | None, str]] = {}
+    for index in TABLE_DEFINITION.get("GlobalSecondaryIndexes", []):
+        keys = {k["KeyType"]: k["AttributeName"] for k in index["KeySchema"]}
+        out[index["IndexName"]] = (
+            keys["HASH"],
+            keys.get("RANGE"),
+            index["Projection"]["ProjectionType"],
+        )
+    return out
+
+
+_INDEXES = _indexes()
+_TABLE_HASH = next(
+    k["AttributeName"] for k in TABLE_DEFINITION["KeySchema"] if k["KeyType"] == "HASH"
+)
+_TABLE_RANGE = next(
+    (k["AttributeName"] for k in TABLE_DEFINITION["KeySchema"] if k["KeyType"] == "RANGE"), None
+)
+
+
+def _key_value(value: dict[str, Any] | None) -> str:
+    if not value:
+        return ""
+    [(_, inner)] = value.items()
+    return str(inner)
 
 
 def _index_units(old: dict[str, Any] | None, new: dict[str, Any] | None) -> float:
     """Write units the indexes cost when an item goes from `old` to `new`."""
-    units = 0.0
-    for hash_key, range_key, projection in _INDEXES.values():
+    return sum(units for _, _, units in _index_writes(old, new))
+
+
+def _index_writes(
+    old: dict[str, Any] | None, new: dict[str, Any] | None
+) -> list[tuple[str, str, float]]:
+    """(index, index partition key value, write units) of each index write the change
+    of an item from `old` to `new` causes."""
+    writes: list[tuple[str, str, float]] = []
+    for index_name, (hash_key, range_key, projection) in _INDEXES.items():
         before = old is not None and hash_key in old
         after = new is not None and hash_key in new
         if not before and not after:
@@ -188,16 +224,40 @@ def _index_units(old: dict[str, Any] | None, new: dict[str, Any] | None) -> floa
             or old is None
             or new is None
             or old.get(hash_key) != new.get(hash_key)
-            or old.get(range_key) != new.get(range_key)
+            or (range_key is not None and old.get(range_key) != new.get(range_key))
         )
         if projection == "KEYS_ONLY" and not keys_changed:
             continue
-        if projection == "ALL" and not keys_changed and old == new:
+        if projection != "KEYS_ONLY" and not keys_changed and old == new:
             continue
         size = item_size(new if after and new is not None else old or {}) + GSI_OVERHEAD
+        units = float(math.ceil(size / KB))
         # A key change is a delete of the old index item plus a put of the new one.
-        units += math.ceil(size / KB) * (2 if before and after and keys_changed else 1)
-    return units
+        if before and after and keys_changed:
+            assert old is not None and new is not None
+            writes.append((index_name, _key_value(old.get(hash_key)), units))
+            writes.append((index_name, _key_value(new.get(hash_key)), units))
+        elif after:
+            assert new is not None
+            writes.append((index_name, _key_value(new.get(hash_key)), units))
+        else:
+            assert old is not None
+            writes.append((index_name, _key_value(old.get(hash_key)), units))
+    return writes
+
+
+def _query_key(params: dict[str, Any]) -> str:
+    """The partition key value a Query's KeyConditionExpression names."""
+    names = params.get("ExpressionAttributeNames", {})
+    values = params.get("ExpressionAttributeValues", {})
+    index = params.get("IndexName")
+    hash_key = _INDEXES[index][0] if index in _INDEXES else _TABLE_HASH
+    for left, right in re.findall(
+        r"([#\w]+)\s*=\s*(:\w+)", params.get("KeyConditionExpression", "")
+    ):
+        if names.get(left, left) == hash_key:
+            return _key_value(values.get(right))
+    return "(unknown)"
 
 
 class RequestMeter:
@@ -209,7 +269,9 @@ class RequestMeter:
     transaction, plus the index writes its change causes; a strongly consistent read
     costs 1 RCU per 4 KB of everything it returns (rounded up, at least 1), an
     eventually consistent one (the indexes) half that. A shadow of every item written
-    through the meter supplies the old images.
+    through the meter supplies the old images; an update's new image is read from moto's
+    memory (no request). Every unit is also charged to the partition key it touches
+    (`by_key`: the base table's or an index's), and to the `tag` a driver set.
     """
 
     def __init__(self) -> None:
@@ -218,10 +280,18 @@ class RequestMeter:
         self.rcu = 0.0
         self.enabled = True
         self._items: dict[tuple[str, str], dict[str, Any]] = {}
+        #: Units by (kind "write"/"read", "table" or an index name, partition key value).
+        self.by_key: collections.Counter[tuple[str, str, str]] = collections.Counter()
+        #: The `tag`s (operations of a sample) that touched each of those keys.
+        self.tags_by_key: dict[tuple[str, str, str], set[object]] = collections.defaultdict(set)
+        #: Set by a driver to the operation it is running; None: not counted per key.
+        self.tag: object = None
+        self._region = "us-east-1"
 
     def attach(
         self, clients: Any, services: tuple[str, ...] = ("dynamodb", "sqs", "scheduler", "events")
     ) -> RequestMeter:
+        self._region = clients.dynamodb.meta.region_name
         for service in services:
             events = getattr(clients, service).meta.events
             events.register("before-parameter-build.*.*", self._params_hook)
@@ -232,6 +302,8 @@ class RequestMeter:
     def reset(self) -> None:
         self.counts.clear()
         self.wcu = self.rcu = 0.0
+        self.by_key.clear()
+        self.tags_by_key.clear()
 
     def total(self, service: str, operations: set[str] | None = None) -> int:
         return sum(
@@ -239,6 +311,15 @@ class RequestMeter:
             for (svc, operation), count in self.counts.items()
             if svc == service and (operations is None or operation in operations)
         )
+
+    def _charge(self, kind: str, where: str, key: str, units: float) -> None:
+        if kind == "write":
+            self.wcu += units
+        else:
+            self.rcu += units
+        self.by_key[(kind, where, key)] += units
+        if self.tag is not None:
+            self.tags_by_key[(kind, where, key)].add(self.tag)
 
     # -- hooks -----------------------------------------------------------------------------
 
@@ -279,23 +360,38 @@ class RequestMeter:
                 elif "Update" in entry:
                     self._update(entry["Update"], failed, enabled, factor=2)
                 elif enabled:
-                    self.wcu += 2  # ConditionCheck
+                    check = entry.get("ConditionCheck", {}).get("Key", {})
+                    self._charge("write", "table", _key_value(check.get(_TABLE_HASH)), 2)
         elif name in ("Query", "Scan"):
             consistent = bool(params.get("ConsistentRead")) and "IndexName" not in params
             size = sum(item_size(item) for item in parsed.get("Items", []))
             if enabled:
-                self.rcu += max(1, math.ceil(size / (4 * KB))) * (1 if consistent else 0.5)
+                self._charge(
+                    "read",
+                    params.get("IndexName", "table"),
+                    _query_key(params) if name == "Query" else "(scan)",
+                    max(1, math.ceil(size / (4 * KB))) * (1 if consistent else 0.5),
+                )
         elif name == "GetItem":
             size = item_size(parsed.get("Item", {}))
             if enabled:
-                self.rcu += max(1, math.ceil(size / (4 * KB))) * (
-                    1 if params.get("ConsistentRead") else 0.5
+                self._charge(
+                    "read",
+                    "table",
+                    _key_value(params["Key"].get(_TABLE_HASH)),
+                    max(1, math.ceil(size / (4 * KB)))
+                    * (1 if params.get("ConsistentRead") else 0.5),
                 )
         elif name == "BatchGetItem":
             for items in parsed.get("Responses", {}).values():
                 for item in items:
                     if enabled:
-                        self.rcu += max(1, math.ceil(item_size(item) / (4 * KB)))
+                        self._charge(
+                            "read",
+                            "table",
+                            _key_value(item.get(_TABLE_HASH)),
+                            max(1, math.ceil(item_size(item) / (4 * KB))),
+                        )
 
     def _write(
         self,
@@ -312,9 +408,10 @@ class RequestMeter:
         size = max(item_size(new or {}), item_size(old or {}))
         if enabled:
             # A failed conditional write still consumes the units of the item it checked.
-            self.wcu += max(1, math.ceil(size / KB)) * factor
+            self._charge("write", "table", ident[0], max(1, math.ceil(size / KB)) * factor)
             if not failed:
-                self.wcu += _index_units(old, new) * factor
+                for index, index_key, units in _index_writes(old, new):
+                    self._charge("write", index, index_key, units * factor)
         if failed:
             return
         if new is None:
@@ -328,6 +425,27 @@ class RequestMeter:
         key = params["Key"]
         ident = (key["pk"]["S"], key["sk"]["S"])
         old = self._items.get(ident)
+        new = None if failed else self._stored_item(params.get("TableName", ""), key)
         if enabled:
-            size = item_size(old) if old else 0
-            self.wcu += max(1, math.ceil(size / KB)) * factor
+            size = max(item_size(old or {}), item_size(new or {}))
+            self._charge("write", "table", ident[0], max(1, math.ceil(size / KB)) * factor)
+            if new is not None:
+                for index, index_key, units in _index_writes(old, new):
+                    self._charge("write", index, index_key, units * factor)
+        if new is not None:
+            self._items[ident] = new
+
+    def _stored_item(self, table: str, key: dict[str, Any]) -> dict[str, Any] | None:
+        """The item as moto now holds it (an update's new image), read from moto's
+        backend in process: no request. None off moto or when it is gone."""
+        try:
+            from moto.core import DEFAULT_ACCOUNT_ID
+            from moto.dynamodb.models import dynamodb_backends
+
+            item = dynamodb_backends[DEFAULT_ACCOUNT_ID][self._region].get_item(table, key)
+        except Exception:
+            return None
+        if item is None:
+            return None
+        attributes: dict[str, Any] = item.to_json()["Attributes"]
+        return attributes

@@ -9,8 +9,12 @@
     │   │                        one stops without writing anything more
     │   └── RunHalted            the invocation lost its claim on the run before a new step
     │                            (cancelled, or taken over); see engine/lease.py
-    └── InfrastructureFailure    a port failed inside a run (wraps a TransientError or a
-                                 PermanentError); the message goes back to the queue
+    ├── BatchHalted              the outcome of a map or parallel with completion options is
+    │                            decided: an item still running stops at its next step call
+    ├── InfrastructureFailure    a port failed inside a run (wraps a TransientError or a
+    │                            PermanentError); the message goes back to the queue
+    └── ContinueAsNew            `ctx.continue_as_new(data)`: the run ends, and a fresh
+                                 run of the same workflow starts with `data`
 
     Exception
     ├── TransientError           the adapter contract, by permanence: retrying may fix it
@@ -26,6 +30,14 @@
     ├── StepConflict             a lost compare-and-set on a step (carries what is stored)
     ├── FlowConflict             a flow commit refused (engine/flow/ports.py): which of its
     │                            changes failed their expectations; nothing was written
+    ├── OperationFailure         an operation's own failure, recorded on its step under the
+    │   │                        class's name (StepError.error_type)
+    │   ├── StepTimeoutError     an attempt ran past the step's `timeout` (the retry
+    │   │                        policy decides)
+    │   ├── AttemptInterruptedError  an at-most-once attempt was cut off before its
+    │   │                        outcome was recorded; it is not run again
+    │   ├── CallbackTimeoutError a callback was not completed in time, or missed a heartbeat
+    │   └── ConditionNotMetError wait_for_condition's condition did not hold in max_attempts
     └── StepOutputError          a step's (or run's) result cannot be stored; recorded as
         │                        the step's non-retriable failure
         ├── OutputNotSerializableError   not JSON-serialisable
@@ -52,7 +64,7 @@ names of exceptions raised by user code. They are stored and shown to users
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
     from engine.model import ErrorInfo, RunRecord
@@ -85,9 +97,28 @@ class InfrastructureFailure(BaseException):
         self.error = error
 
 
+class ContinueAsNew(BaseException):
+    """`ctx.continue_as_new(data)`: end the run and start a fresh one with `data`."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        super().__init__("continue as new")
+        self.data = data
+
+
+class BatchHalted(BaseException):
+    """The batch this code runs in has its outcome: stop before starting another step."""
+
+
 # The exceptions a parallel branch hands to its join as "the invocation ends", not as the
-# branch's failure.
-CONTROL_FLOW = (SuspendRun, FailRun, Superseded, InfrastructureFailure)
+# branch's failure (BatchHalted: "this item stops here").
+CONTROL_FLOW = (
+    SuspendRun,
+    FailRun,
+    Superseded,
+    InfrastructureFailure,
+    BatchHalted,
+    ContinueAsNew,
+)
 
 # -- the adapter contract ------------------------------------------------------------
 
@@ -178,6 +209,26 @@ class FlowConflict(Exception):
         super().__init__(f"flow commit refused at changes {list(failed)}")
         self.failed = failed
         self.runs = runs or {}
+
+
+class OperationFailure(Exception):
+    """An operation's own failure; its class name is the recorded `ErrorInfo.type`."""
+
+
+class StepTimeoutError(OperationFailure):
+    """A step's attempt did not return within its `timeout` (or the invocation's time)."""
+
+
+class AttemptInterruptedError(OperationFailure):
+    """An at-most-once attempt began but its outcome was never recorded (a crash)."""
+
+
+class CallbackTimeoutError(OperationFailure):
+    """A callback was not completed within its timeout, or missed its heartbeat timeout."""
+
+
+class ConditionNotMetError(OperationFailure):
+    """wait_for_condition's condition did not hold within its max_attempts."""
 
 
 # -- results that cannot be stored ---------------------------------------------------

@@ -20,8 +20,11 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
-from typing import TypeVar
+from datetime import datetime
+from typing import Literal, TypeVar
 
+from engine.cron import start_tick_runs
+from engine.errors import PermanentError, TransientError
 from engine.flow.admission import Admission
 from engine.ids import waiter_key
 from engine.lifecycle import Lifecycle
@@ -34,12 +37,16 @@ from engine.matching import (
     wait_matches,
 )
 from engine.model import EventOutcome, SkippedWorkflow, StepRecord, StepStatus
+from engine.operator_model import EventEffect
 from engine.ports import Ports, Stored
 from engine.settings import EngineSettings
-from sdk import App, Event
+from sdk import CRON_EVENT, App, Event
 from sdk._paths import MISSING, lookup
 
 log = logging.getLogger("stepline.events")
+
+# Events that answer callbacks (engine/callbacks.py) start no run.
+CALLBACK_EVENT_PREFIX = "stepline/callback."
 
 R = TypeVar("R")
 
@@ -87,10 +94,16 @@ class EventRouter:
         duplicate by idempotency, skipped by a singleton, a key expression that failed).
         Then records what the event did (`EventOutcome`: the runs it started, those its
         id had already started, what the flow controls did, or why it started none) with
-        one write, whatever the number of runs, for `stepline send` and anyone who asks.
+        one write, whatever the number of runs, for `stepline send` and anyone who asks
+        later. A Cron's tick (`stepline/cron`) starts the runs of its workflows instead
+        (engine/cron.py).
         """
         bind(event_id=event.id)
         now = self.ports.clock.now()
+        if event.name == CRON_EVENT:
+            ticked = start_tick_runs(self.app, self.lifecycle, event, now)
+            self._record(event, now, ticked.started, ticked.existing, ticked.skipped, ticked.reason)
+            return ticked.started + ticked.existing
         started: list[str] = []
         existing: list[str] = []
         run_ids: list[str] = []
@@ -119,6 +132,18 @@ class EventRouter:
                 )
         skipped = controlled + self._skipped(event, workflow_ids)
         reason = None if workflow_ids else self._why_nothing(event, skipped)
+        self._record(event, now, started, existing, skipped, reason)
+        return run_ids
+
+    def _record(
+        self,
+        event: Event,
+        now: datetime,
+        started: list[str],
+        existing: list[str],
+        skipped: list[SkippedWorkflow],
+        reason: str | None,
+    ) -> None:
         if reason is not None:
             log.info("event %s (%s) starts no workflow: %s", event.id, event.name, reason)
         outcome = EventOutcome(
@@ -131,7 +156,6 @@ class EventRouter:
             reason=reason,
         )
         self.ports.events.record_outcome(outcome, expires_at=now + self.settings.lookback)
-        return run_ids
 
     def _skipped(self, event: Event, matched: list[str]) -> list[SkippedWorkflow]:
         """The workflows triggered by this event's name whose trigger conditions failed."""
@@ -146,6 +170,8 @@ class EventRouter:
         return list(skipped.values())
 
     def _why_nothing(self, event: Event, skipped: list[SkippedWorkflow]) -> str:
+        if event.name.startswith(CALLBACK_EVENT_PREFIX):
+            return "it answers a callback (the waits function completes the callback it names)"
         if skipped:
             return "; ".join(f"{entry.workflow_id}: {entry.reason}" for entry in skipped)
         names = sorted(
@@ -168,7 +194,7 @@ class EventRouter:
         bind(event_id=event.id)
         now = self.ports.clock.now()
         self.ports.events.record_event(event, expires_at=now + self.settings.lookback)
-        resolved = 0
+        resolved: list[str] = []
         for path in sorted(self.ports.index.wait_paths(event.name), key=str):
             if path is None:
                 key = waiter_key(event.name, None, None)
@@ -178,10 +204,23 @@ class EventRouter:
                     continue
                 key = waiter_key(event.name, path, value)
             for run_id, stored in self.ports.index.find_waiters(key):
-                resolved += self._resolve(run_id, stored, event)
+                if self._resolve(run_id, stored, event):
+                    resolved.append(run_id)
         if resolved:
-            log.info("event %s (%s) resolved %d wait(s)", event.id, event.name, resolved)
-        return resolved
+            log.info("event %s (%s) resolved %d wait(s)", event.id, event.name, len(resolved))
+            self._record_effect(event, "resolved", resolved)
+        return len(resolved)
+
+    def _record_effect(
+        self, event: Event, kind: Literal["resolved", "cancelled"], runs: list[str]
+    ) -> None:
+        """For the dashboard's events page; best effort (the effect itself is durable)."""
+        now = self.ports.clock.now()
+        effect = EventEffect(event_id=event.id, kind=kind, run_ids=tuple(runs), at=now)
+        try:
+            self.ports.events.record_effect(effect, expires_at=now + self.settings.lookback)
+        except (TransientError, PermanentError) as error:
+            log.warning("event %s: could not record what it did (%s)", event.id, error)
 
     def _resolve(self, run_id: str, stored: Stored, event: Event) -> int:
         waiter = stored.record
@@ -189,7 +228,7 @@ class EventRouter:
         if spec is None:
             return 0
         if waiter.status is StepStatus.COMPLETED:
-            if isinstance(waiter.output, dict) and waiter.output.get("id") == event.id:
+            if _resolved_by(waiter, event):
                 # Resolved by this very event before; the wake-up may have been lost.
                 self.lifecycle.wake(run_id, "event")
             return 0
@@ -206,8 +245,14 @@ class EventRouter:
         if not wait_matches(spec, event, trigger):
             return 0
         now = self.ports.clock.now()
+        seen_before = False
 
         def settle(current: StepRecord | None) -> StepRecord | None:
+            nonlocal seen_before
+            if current is not None and _resolved_by(current, event):
+                # What the index showed was older than the step: this event had already
+                # resolved it, and the wake-up may have been lost.
+                seen_before = True
             if current is None or current.status is not StepStatus.WAITING:
                 return None
             # Stays indexed until the run has seen it (see StepRecord.indexed).
@@ -220,6 +265,8 @@ class EventRouter:
             )
 
         if self.lifecycle.resolve_step(run_id, waiter.key, settle, current=stored) is None:
+            if seen_before:
+                self.lifecycle.wake(run_id, "event")
             return 0
         self.lifecycle.wake(run_id, "event")
         return 1
@@ -234,7 +281,7 @@ class EventRouter:
         now = self.ports.clock.now()
         # Kept so that a run created a moment later still sees it (see Lifecycle).
         self.ports.events.record_event(event, expires_at=now + self.settings.lookback)
-        cancelled = 0
+        cancelled: list[str] = []
         for workflow, index, rule in rules:
             key = subscription_key_for(workflow.id, index, rule, event)
             if key is None:
@@ -258,10 +305,21 @@ class EventRouter:
                     log.warning("cancel rule points at run %s, which is gone", subscription.run_id)
                     self.ports.store.delete_subscriptions([subscription])
                     continue
-                cancelled += int(done)
+                if done:
+                    cancelled.append(subscription.run_id)
         if cancelled:
-            log.info("event %s (%s) cancelled %d run(s)", event.id, event.name, cancelled)
-        return cancelled
+            log.info("event %s (%s) cancelled %d run(s)", event.id, event.name, len(cancelled))
+            self._record_effect(event, "cancelled", cancelled)
+        return len(cancelled)
+
+
+def _resolved_by(waiter: StepRecord, event: Event) -> bool:
+    output = waiter.output
+    return (
+        waiter.status is StepStatus.COMPLETED
+        and isinstance(output, dict)
+        and output.get("id") == event.id
+    )
 
 
 def _shorten(text: str, limit: int = 200) -> str:

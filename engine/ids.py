@@ -22,10 +22,12 @@ keys only as digests (`event_key`).
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import GetCoreSchemaHandler
@@ -149,6 +151,11 @@ def failure_run_id(workflow_id: str, failed_run_id: str) -> str:
     return f"{workflow_id}-{_digest('on-failure-run', failed_run_id)}"
 
 
+def continued_run_id(workflow_id: str, run_id: str) -> str:
+    """The run that continues `run_id` (`ctx.continue_as_new`): one per run."""
+    return f"{workflow_id}-{_digest('continued-run', run_id)}"
+
+
 def replay_run_id(original_run_id: str, workflow_id: str, nonce: str) -> str:
     """A new run re-running `original_run_id`; the nonce makes each replay distinct."""
     return f"{workflow_id}-{_digest('replay-run', original_run_id, nonce)}"
@@ -200,6 +207,17 @@ def subscription_key(workflow_id: str, rule_index: int, value: object | None) ->
     )
 
 
+def is_shared_key(key: str) -> bool:
+    """Is `key` shared by every run waiting on an event name without `match`?
+
+    `WAIT#<event name>#*` and `CANCEL#<workflow>#<rule>#*`: the only index keys whose
+    holders grow with the app's traffic rather than one user's, so the store spreads
+    them over several partitions (infra/dynamo_table.py). A matched value never makes a
+    key end in `#*`: its canonical JSON text is quoted, a number, or a structure.
+    """
+    return key.endswith("#*")
+
+
 def _bounded(prefix: str, readable: str, kind: str, *parts: object) -> str:
     """`prefix + readable` if it fits a partition key, else `prefix` + "~" + a digest."""
     key = prefix + readable
@@ -216,3 +234,43 @@ def event_key(event_id: str) -> str:
 def timer_name(run_id: str, wake_epoch_seconds: int) -> str:
     """An EventBridge Scheduler name (<= 64 chars of [0-9A-Za-z-_.]) for a run's wake-up."""
     return f"stepline-{_digest('timer', run_id, length=40)}-{wake_epoch_seconds}"
+
+
+def cron_event_id(workflow_id: str, expression: str, tz: str, tick: datetime) -> str:
+    """The event of one workflow's run for one tick of one of its Crons: a tick (however
+    often it is delivered, at either occurrence of a repeated wall time) starts one run."""
+    instant = tick.astimezone(UTC)
+    digest = _digest("cron-tick", workflow_id, expression, tz, instant.isoformat(), length=20)
+    return f"cron-{instant:%Y%m%dT%H%M%SZ}-{digest}"
+
+
+_CALLBACK_PREFIX = "cb1"
+
+
+def callback_id(run_id: str, step_key: StepKey, secret: str) -> str:
+    """The id a callback is completed by: where it is, and its secret (module docstring).
+
+    `<prefix>.<base64url of [run id, step key]>.<secret>`: the first parts let whoever
+    holds the id find the callback with one strongly consistent read (no index, so a
+    completion right after creation finds it); the secret, 128 random bits drawn through
+    the Clock when the callback was created and kept in its record, makes the id
+    unguessable and good for this callback only.
+    """
+    where = json.dumps([run_id, str(step_key)], separators=(",", ":")).encode()
+    encoded = base64.urlsafe_b64encode(where).decode().rstrip("=")
+    return f"{_CALLBACK_PREFIX}.{encoded}.{secret}"
+
+
+def parse_callback_id(text: object) -> tuple[str, StepKey, str] | None:
+    """(run id, step key, secret) of a callback id, or None if `text` is not one."""
+    if not isinstance(text, str) or len(text) > 4096:
+        return None
+    parts = text.strip().split(".")
+    if len(parts) != 3 or parts[0] != _CALLBACK_PREFIX or not parts[2]:
+        return None
+    try:
+        padded = parts[1] + "=" * (-len(parts[1]) % 4)
+        run_id, key = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        return str(run_id), StepKey.parse(key), parts[2]
+    except (ValueError, TypeError):
+        return None

@@ -11,7 +11,8 @@ engine/steps.py), all working on one invocation `Session` (engine/session.py):
 - a step that cannot finish now (sleep, wait, invoke, retry backoff, or a nearly spent
   time budget) registers what it waits for and raises `SuspendRun`.
 
-It returns an `Outcome` (engine/outcomes.py: Completed, Failed, Suspended, Abandoned)
+It returns an `Outcome` (engine/outcomes.py: Completed, Failed, Suspended, ContinuedAsNew,
+Abandoned)
 and performs no run transitions itself: the `Runner` applies the outcome. The only
 writes made here are step records (and, for `invoke`, creating the child run), each a
 compare-and-set, so a concurrent invocation can never make a step's outcome be recorded
@@ -25,12 +26,14 @@ from collections.abc import Callable
 from typing import Any
 
 from engine.driver import run_coroutine
-from engine.errors import FailRun, InfrastructureFailure, Superseded, SuspendRun
+from engine.errors import ContinueAsNew, FailRun, InfrastructureFailure, Superseded, SuspendRun
 from engine.ids import StepKey
 from engine.lease import LeaseKeeper
 from engine.lifecycle import Lifecycle
 from engine.model import ErrorInfo
-from engine.outcomes import Abandoned, Completed, Failed, Outcome, Suspended
+from engine.operations.patched import Patches
+from engine.outcomes import Abandoned, Completed, ContinuedAsNew, Failed, Outcome, Suspended
+from engine.plugins import Plugins
 from engine.ports import LoadedRun, Ports
 from engine.session import Session, current_attempt
 from engine.settings import EngineSettings
@@ -50,6 +53,7 @@ class Interpreter:
         settings: EngineSettings,
         remaining_time: Callable[[], float],
         keeper: LeaseKeeper | None = None,
+        plugins: Plugins | None = None,
     ) -> None:
         self.workflow = workflow
         self.session = Session(
@@ -61,6 +65,7 @@ class Interpreter:
             settings=settings,
             remaining_time=remaining_time,
             keeper=keeper,
+            plugins=plugins,
         )
 
     def execute(self) -> Outcome:
@@ -78,6 +83,8 @@ class Interpreter:
             "logger": session.logger,
             "attempt": current_attempt,
             "events": session.loaded.batch,
+            "continue_as_new": session.continue_as_new,
+            "patches": Patches(session),
         }
         fn = self.workflow.fn
         try:
@@ -88,6 +95,10 @@ class Interpreter:
                 output = fn(Context(step=SyncSteps(session), **context))
         except SuspendRun:
             output = None
+        except ContinueAsNew as continuation:
+            if session.fatal is not None:
+                return Failed(session.fatal)
+            return ContinuedAsNew(continuation.data)
         except FailRun as failure:
             return Failed(failure.error)
         except Superseded:

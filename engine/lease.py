@@ -11,10 +11,10 @@ invocation works, `LeaseKeeper`:
   at its final write.
 - answers the step gate (`check`), which the session calls before any new step
   starts. The gate looks at the run item again when its last look is older than
-  `control_interval`: a cancel (or anything else that ends the holder's claim) recorded
-  by then stops the invocation before the step starts. So no step starts later than
-  `control_interval` plus one read after a cancel is recorded, and a run of fast inline
-  steps pays one read per `control_interval`, not one per step.
+  `control_interval`: a cancel, a pause (engine/control.py) or anything else that ends
+  the holder's claim recorded by then stops the invocation before the step starts. So
+  no step starts later than `control_interval` plus one read after a cancel or pause,
+  and a run of fast inline steps pays one read per `control_interval`, not one per step.
 
 Stopping is `RunHalted` (a `Superseded`): the session abandons the invocation
 without writing anything more; whoever ended the claim owns the run now.
@@ -65,6 +65,9 @@ class LeaseKeeper:
         #: Whether the run was cancelled under the holder (the canceller cleans up, but
         #: what this invocation registered after that is the holder's to withdraw).
         self.cancelled = False
+        #: Whether it stopped because the run was paused (then it lets go of its claim:
+        #: engine/control.py, `let_go_after_pause`).
+        self.paused = False
 
     # -- lifetime ------------------------------------------------------------------------
 
@@ -154,14 +157,23 @@ class LeaseKeeper:
         with self._lock:
             self._running_steps.pop(step_id, None)
 
+    @property
+    def claim(self) -> Lease:
+        """This invocation's claim on the run (its lease as last renewed)."""
+        with self._lock:
+            return self._lease
+
     def holds(self, current: RunRecord) -> bool:
         """Whether `current` (the stored run) is still under this invocation's claim."""
-        return current.status is RunStatus.RUNNING and _same_claim(current.lease, self._lease)
+        return current.status is RunStatus.RUNNING and same_claim(current.lease, self._lease)
 
     def _note(self, current: RunRecord) -> None:
         """Compare the stored run with our claim; halt if the claim is gone."""
         if current.status is RunStatus.CANCELLED:
             self._halt(f"the run was cancelled ({_reason(current)})", cancelled=True)
+        elif current.status is RunStatus.PAUSED:
+            self.paused = True
+            self._halt("the run was paused", cancelled=False)
         elif not self.holds(current):
             self._halt(f"the run is {current.status} under another claim now", cancelled=False)
 
@@ -172,7 +184,8 @@ class LeaseKeeper:
             self.cancelled = cancelled
 
 
-def _same_claim(stored: Lease | None, ours: Lease) -> bool:
+def same_claim(stored: Lease | None, ours: Lease) -> bool:
+    """Whether `stored` is the claim `ours` (the same delivery, by the same holder)."""
     return (
         stored is not None
         and stored.message_id == ours.message_id

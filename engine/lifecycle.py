@@ -13,9 +13,10 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, NamedTuple
 
+from engine.control import WorkflowHolds, held_at_start
 from engine.errors import ErrorType, RunConflict, StepConflict
 from engine.flow.model import RunFlow
-from engine.ids import StepKey, failure_run_id, replay_run_id, run_id_for
+from engine.ids import StepKey, continued_run_id, failure_run_id, replay_run_id, run_id_for
 from engine.matching import subscription_key_for
 from engine.model import (
     CancelSubscription,
@@ -44,6 +45,8 @@ class StartedRun(NamedTuple):
 class Lifecycle:
     def __init__(self, ports: Ports) -> None:
         self.ports = ports
+        # Whether a workflow's new runs are held (paused workflows, engine/control.py).
+        self.holds = WorkflowHolds(ports.store, ports.clock)
 
     # -- starting -----------------------------------------------------------------------
 
@@ -54,9 +57,10 @@ class Lifecycle:
         *,
         run_id: str | None = None,
         parent: ParentRef | None = None,
+        tenant_id: str | None = None,
     ) -> str:
         """Create a QUEUED run (idempotent on its id) and enqueue its first message."""
-        return self.start(workflow, event, run_id=run_id, parent=parent).run_id
+        return self.start(workflow, event, run_id=run_id, parent=parent, tenant_id=tenant_id).run_id
 
     def start(
         self,
@@ -67,6 +71,8 @@ class Lifecycle:
         parent: ParentRef | None = None,
         flow: RunFlow | None = None,
         start_delay: int = 0,
+        continued_from: str | None = None,
+        tenant_id: str | None = None,
     ) -> StartedRun:
         """`start_run`, also saying whether this call created the run or it existed.
 
@@ -77,26 +83,56 @@ class Lifecycle:
         if event.ts is None:
             event = event.model_copy(update={"ts": now})
         run_id = run_id or run_id_for(workflow.id, event.id)
-        run = queued_run(
-            run_id,
-            workflow,
-            event,
-            now,
-            parent=parent,
-            secret=self.ports.clock.token(),
-            flow=flow,
+        run = self.held_if_paused(
+            queued_run(
+                run_id,
+                workflow,
+                event,
+                now,
+                parent=parent,
+                secret=self.ports.clock.token(),
+                continued_from=continued_from,
+                tenant_id=tenant_id,
+                flow=flow,
+            )
         )
         subscriptions = self.subscriptions(workflow, run_id, event, now)
         existing = self.ports.store.create_run(run, event, subscriptions)
         if existing is None:
             log.info("started run %s of %s for event %s", run_id, workflow.id, event.id)
-        if existing is None or existing.status is RunStatus.QUEUED:
+        if (existing or run).status is RunStatus.QUEUED:
             # Also re-sent for a run that exists but never started: the first attempt
             # may have crashed between creating it and enqueuing.
             self.ports.queue.enqueue(
                 WorkMessage(run_id=run_id, reason="start"), delay_seconds=start_delay
             )
         return StartedRun(run_id, created=existing is None)
+
+    def continue_as_new(self, workflow: Workflow, loaded: LoadedRun, data: dict[str, Any]) -> str:
+        """Start the run that continues `loaded` (`ctx.continue_as_new(data)`); its id.
+
+        Idempotent: the continuation's id derives from the run it continues. It inherits
+        the event's name and the run's parent (a waiting `step.invoke` gets the output of
+        the last run of the chain), and starts with `data` and an empty history.
+        """
+        run = loaded.run
+        new_id = continued_run_id(workflow.id, run.run_id)
+        event = Event(name=loaded.event.name, data=data, id=new_id, ts=self.ports.clock.now())
+        self.start(workflow, event, run_id=new_id, parent=run.parent, continued_from=run.run_id)
+        log.info("run %s continues as new run %s", run.run_id, new_id)
+        return new_id
+
+    def ensure_started(self, run_id: str) -> None:
+        """Re-send the start message of a run that exists but never started (repair)."""
+        run = self.ports.store.get_run(run_id)
+        if run is not None and run.status is RunStatus.QUEUED:
+            self.ports.queue.enqueue(WorkMessage(run_id=run_id, reason="start"))
+
+    def held_if_paused(self, run: RunRecord) -> RunRecord:
+        if not self.holds.held(run.workflow_id):
+            return run
+        log.info("run %s is held: workflow %s is paused", run.run_id, run.workflow_id)
+        return held_at_start(run, run.created_at, None)
 
     def subscriptions(
         self, workflow: Workflow, run_id: str, event: Event, now: datetime
@@ -180,21 +216,24 @@ class Lifecycle:
         now = self.ports.clock.now()
         new_id = replay_run_id(run_id, workflow.id, now.isoformat())
         event = loaded.event
-        run = queued_run(
-            new_id,
-            workflow,
-            event,
-            now,
-            replay_of=run_id,
-            replay_from=from_step,
-            secret=self.ports.clock.token(),
+        run = self.held_if_paused(
+            queued_run(
+                new_id,
+                workflow,
+                event,
+                now,
+                replay_of=run_id,
+                replay_from=from_step,
+                secret=self.ports.clock.token(),
+            )
         )
         # Steps first, the run (and its start message) last: a half-made replay is
         # invisible rather than running without the steps it should keep.
         for step in kept:
             store.put_step(new_id, step, expected=None)
         store.create_run(run, event, self.subscriptions(workflow, new_id, event, now))
-        self.ports.queue.enqueue(WorkMessage(run_id=new_id, reason="start"))
+        if run.status is RunStatus.QUEUED:
+            self.ports.queue.enqueue(WorkMessage(run_id=new_id, reason="start"))
         log.info("replaying run %s as %s (kept %d steps)", run_id, new_id, len(kept))
         return new_id
 

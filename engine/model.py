@@ -47,6 +47,8 @@ class RunStatus(StrEnum):
     RUNNING = "RUNNING"
     SLEEPING = "SLEEPING"
     WAITING = "WAITING"
+    # Held by an operator (engine/control.py): starts no step until resumed.
+    PAUSED = "PAUSED"
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
@@ -62,9 +64,24 @@ class StepKind(StrEnum):
     WAIT = "wait_for_event"
     SEND = "send_event"
     INVOKE = "invoke"
+    PATCH = "patched"  # a ctx.patched marker: this run took the new code at this point
+    # A scope of steps whose result is recorded once (engine/operations/child.py).
+    CHILD = "child"
+    # A batch (engine/operations/batch.py): the map or parallel group, and each item or
+    # branch of it, recorded once it settles.
+    MAP = "map"
+    MAP_ITEM = "map_item"
+    PARALLEL = "parallel"
+    BRANCH = "branch"
+    CALLBACK = "callback"
+    WAIT_FOR_CALLBACK = "wait_for_callback"
+    CONDITION = "wait_for_condition"
 
 
 class StepStatus(StrEnum):
+    # An at-most-once attempt that began (its outcome not yet recorded), or a scope (a
+    # child, a map, a parallel group with completion options) whose steps are under way.
+    STARTED = "STARTED"
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
     RETRYING = "RETRYING"
@@ -152,6 +169,23 @@ class WaitSpec(_Record):
 class InvokeSpec(_Record):
     workflow: str
     child_run_id: str
+    tenant_id: str | None = None
+
+
+class CallbackSpec(_Record):
+    """What a callback step waits for: a completion carrying its id (engine/callbacks.py).
+
+    `secret` is the random part of the callback id (Clock.token); the id itself is derived
+    from it with the run id and the step's key (engine.ids.callback_id). The step's
+    `wake_at` is the earlier of `timeout_at` and the heartbeat deadline.
+    """
+
+    secret: str = Field(repr=False)
+    timeout_at: datetime | None = None
+    heartbeat_timeout: float | None = None
+    heartbeat_at: datetime | None = None
+    # Who settled it: the id of the event that did, or "api" for a direct call.
+    settled_by: str | None = None
 
 
 class StepRecord(_Record):
@@ -178,6 +212,9 @@ class StepRecord(_Record):
     # run again if a crash cut off the first wake-up.
     indexed: bool = False
     invoke: InvokeSpec | None = None
+    callback: CallbackSpec | None = None
+    # When the attempt in progress began (an at-most-once step's STARTED record).
+    attempt_started_at: datetime | None = None
 
     @property
     def index_key(self) -> str | None:
@@ -235,6 +272,19 @@ class CurrentStep(_Record):
     started_at: datetime
 
 
+class PauseInfo(_Record):
+    """Why and since when a PAUSED run is held, and what resuming it restores."""
+
+    at: datetime
+    reason: str
+    # The status it was paused in (QUEUED for a run held at its start).
+    was: RunStatus
+    # Held because its workflow was paused: resuming the workflow resumes it.
+    by_workflow: bool = False
+    # The claim of an invocation that was executing a step when the run was paused.
+    lease: Lease | None = None
+
+
 class ParentRef(_Record):
     """The step of another run that waits for this run (`step.invoke`)."""
 
@@ -269,9 +319,14 @@ class RunRecord(_Record):
     output: Any = None
     error: ErrorInfo | None = None
     parent: ParentRef | None = None
+    # Given by the parent's `step.invoke(..., tenant_id=...)`; shown by `runs show`.
+    tenant_id: str | None = None
     # For a run started by `replay`: the run it re-runs, and the step it re-ran from.
     replay_of: str | None = None
     replay_from: str | None = None
+    # `ctx.continue_as_new`: the run this one continues, and the run that continues it.
+    continued_from: str | None = None
+    continued_as: str | None = None
     # The wake-up the latest suspension armed. An event or a child's result can end the
     # suspension first (and a poke overwrites `wake_at`); the next transition disarms it.
     armed_at: datetime | None = None
@@ -282,6 +337,8 @@ class RunRecord(_Record):
     invoked_at: datetime | None = None
     # Its flow controls' keys and state (engine/flow/); None for a run without any.
     flow: RunFlow | None = None
+    # While PAUSED: when, why and from what (engine/control.py).
+    pause: PauseInfo | None = None
 
     @property
     def lookback_start(self) -> datetime:

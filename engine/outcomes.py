@@ -48,10 +48,17 @@ class Suspended:
 
 
 @dataclass(frozen=True)
+class ContinuedAsNew:
+    """The run ends; a fresh run of the same workflow starts with `data` as its event data."""
+
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Abandoned:
     """Another invocation owns the run now; this one wrote nothing more."""
 
     reason: str
 
 
-Outcome = Completed | Failed | Suspended | Abandoned
+Outcome = Completed | Failed | Suspended | ContinuedAsNew | Abandoned

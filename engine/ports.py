@@ -34,6 +34,7 @@ from engine.model import (
     StepRecord,
     WorkMessage,
 )
+from engine.operator_model import EventEffect, WorkflowControl
 from sdk import Event
 
 
@@ -45,7 +46,7 @@ class Revision:
     the same stored version.
     """
 
-    token: str
+    token: str | bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +161,12 @@ class RunStore(Protocol):
         """Most recent runs first."""
         ...
 
+    def get_workflow_control(self, workflow_id: str) -> WorkflowControl | None:
+        """An operator's hold on a workflow (engine/control.py), if one was ever set."""
+        ...
+
+    def put_workflow_control(self, control: WorkflowControl) -> None: ...
+
 
 class MatchIndex(Protocol):
     """Finds the waits and cancel rules an event may satisfy, by exact index key."""
@@ -195,6 +202,11 @@ class EventLog(Protocol):
 
     def get_outcome(self, event_id: str, *, now: datetime) -> EventOutcome | None:
         """What the trigger handler last did with the event of this id, if not expired."""
+        ...
+
+    def record_effect(self, effect: EventEffect, *, expires_at: datetime) -> None:
+        """Keep what the waits or cancel handler did with an event (one write, and only
+        when it resolved or cancelled something) until `expires_at`."""
         ...
 
 

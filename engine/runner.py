@@ -40,6 +40,7 @@ from enum import Enum
 from typing import Any
 
 from engine.codec import to_stored_json
+from engine.control import let_go_after_pause
 from engine.errors import (
     ErrorType,
     ItemTooLargeError,
@@ -61,9 +62,10 @@ from engine.model import (
     RunStatus,
     WorkMessage,
 )
-from engine.outcomes import Abandoned, Completed, Failed, Outcome, Suspended
+from engine.outcomes import Abandoned, Completed, ContinuedAsNew, Failed, Outcome, Suspended
+from engine.plugins import Plugins
 from engine.ports import LoadedRun, Ports
-from engine.settings import EngineSettings
+from engine.settings import HISTORY_WARNING_STEPS, EngineSettings
 from sdk import App, Workflow
 
 log = logging.getLogger("stepline.engine")
@@ -134,6 +136,14 @@ class Runner:
             return
         run = loaded.run
         bind(function_id=run.workflow_id)
+        if len(loaded.steps) >= HISTORY_WARNING_STEPS and not run.status.terminal:
+            log.warning(
+                "run %s has %d recorded steps: every resume loads and replays them all, "
+                "which slows as the history grows; carry long-lived work on with "
+                "ctx.continue_as_new(data)",
+                run.run_id,
+                len(loaded.steps),
+            )
         _remember_run(loaded, self.settings)
         now = self.ports.clock.now()
         if self.flow.cancel_if_overdue(loaded, now):
@@ -209,6 +219,12 @@ class Runner:
             holding = self._flow_start(loaded, workflow, run, prepared, delivery)
             if holding is None:
                 return
+            plugins = Plugins.of(
+                self.app.plugins,
+                run_id=run.run_id,
+                workflow_id=run.workflow_id,
+                first=first_invocation,
+            )
             with LeaseKeeper(
                 self.ports.store,
                 self.ports.clock,
@@ -217,7 +233,10 @@ class Runner:
                 renew_also=holding.renew,
             ) as keeper:
                 try:
-                    self._advance(loaded, delivery, remaining_time, keeper)
+                    if plugins is None:
+                        self._advance(loaded, delivery, remaining_time, keeper, None)
+                    else:
+                        self._advance_reported(loaded, delivery, remaining_time, keeper, plugins)
                 except Exception:
                     holding.release()
                     raise
@@ -264,6 +283,9 @@ class Runner:
         )
         if run.status.terminal:
             return Admission.REDO if redelivered_transition else Admission.DROP
+        if run.status is RunStatus.PAUSED:
+            # What the message announced is in the records; resuming sends a new one.
+            return Admission.DROP
         if run.status is RunStatus.RUNNING:
             lease = run.lease
             if lease is None or lease.expires_at <= now:
@@ -294,43 +316,74 @@ class Runner:
             return Admission.REARM
         return Admission.DROP
 
+    def _advance_reported(
+        self,
+        loaded: LoadedRun,
+        delivery: Delivery,
+        remaining_time: Callable[[], float],
+        keeper: LeaseKeeper,
+        plugins: Plugins,
+    ) -> None:
+        """`_advance`, between the plugins' invocation hooks (engine/plugins.py)."""
+        plugins.invocation_start()
+        try:
+            status = self._advance(loaded, delivery, remaining_time, keeper, plugins)
+        except Exception as error:
+            plugins.invocation_end("ERROR", ErrorInfo.from_exception(error, with_traceback=False))
+            raise
+        plugins.invocation_end(status, loaded.run.error if status == "FAILED" else None)
+
     def _advance(
         self,
         loaded: LoadedRun,
         delivery: Delivery,
         remaining_time: Callable[[], float],
         keeper: LeaseKeeper,
-    ) -> None:
+        plugins: Plugins | None,
+    ) -> str:
+        """Replay and apply the outcome; returns the run's status after (or ABANDONED)."""
         for _ in range(self.settings.max_reloads):
-            outcome = self._execute(loaded, remaining_time, keeper)
+            outcome = self._execute(loaded, remaining_time, keeper, plugins)
             if isinstance(outcome, Abandoned):
                 log.info("run %s: %s; stopping this invocation", loaded.run.run_id, outcome.reason)
                 if keeper.cancelled:
                     # Waits or children this invocation made after the cancel's clean-up.
                     self.lifecycle.clean_up_cancelled(loaded.run.run_id)
-                return
+                elif keeper.paused:
+                    let_go_after_pause(self.ports, loaded.run.run_id, keeper.claim)
+                return "ABANDONED"
             try:
                 self._apply(loaded, outcome)
-                return
+                return loaded.run.status.value
             except RunConflict as conflict:
                 current = conflict.current
                 if current is None:
-                    return
+                    return "ABANDONED"
                 if current.status is RunStatus.CANCELLED:
                     log.info("run %s was cancelled while it ran", current.run_id)
                     self.lifecycle.clean_up_cancelled(current.run_id)
-                    return
+                    return current.status.value
+                if current.status is RunStatus.PAUSED:
+                    log.info("run %s was paused while it ran; resuming replays it", current.run_id)
+                    let_go_after_pause(self.ports, current.run_id, keeper.claim)
+                    return current.status.value
                 if current.status.terminal or not keeper.holds(current):
                     # Another delivery claimed it (perhaps a redelivery of this very
                     # message, after our lease lapsed): it carries on, not us.
-                    return
+                    return "ABANDONED"
                 log.debug(
                     "run %s changed while it ran (an event or child); replaying", current.run_id
                 )
                 reloaded = self.ports.store.load(current.run_id)
                 if reloaded is None:
-                    return
+                    return "ABANDONED"
                 _remember_run(reloaded, self.settings)
+                if isinstance(outcome, Suspended):
+                    # The replay goes past where this one stopped: what it finds there
+                    # (what changed the run) is new, as after a suspension.
+                    reloaded.run = reloaded.run.model_copy(
+                        update={"suspended_at": tuple(p.step_key for p in outcome.pending)}
+                    )
                 loaded = reloaded
         # Giving up here must not ack the message: the run still holds this delivery's
         # lease, and the pokes that kept changing it were dropped because of that lease.
@@ -341,7 +394,11 @@ class Runner:
         )
 
     def _execute(
-        self, loaded: LoadedRun, remaining_time: Callable[[], float], keeper: LeaseKeeper
+        self,
+        loaded: LoadedRun,
+        remaining_time: Callable[[], float],
+        keeper: LeaseKeeper,
+        plugins: Plugins | None = None,
     ) -> Outcome:
         run = loaded.run
         workflow = self.app.get(run.workflow_id)
@@ -363,6 +420,7 @@ class Runner:
             settings=self.settings,
             remaining_time=remaining_time,
             keeper=keeper,
+            plugins=plugins,
         ).execute()
 
     def _apply(self, loaded: LoadedRun, outcome: Outcome) -> None:
@@ -380,7 +438,14 @@ class Runner:
                 update.update(status=RunStatus.COMPLETED, output=output, ended_at=now)
             except StepOutputError as error:
                 outcome = Failed(ErrorInfo.from_exception(error, with_traceback=False))
-        if isinstance(outcome, Failed):
+        if isinstance(outcome, ContinuedAsNew):
+            # The continuation first (idempotent on its id): a crash before the write
+            # below replays into the same call, and the run never ends without it.
+            workflow = self.app.get(run.workflow_id)
+            assert workflow is not None  # _execute fails a run of an unknown workflow
+            continued = self.lifecycle.continue_as_new(workflow, loaded, outcome.data)
+            update.update(status=RunStatus.COMPLETED, continued_as=continued, ended_at=now)
+        elif isinstance(outcome, Failed):
             update.update(status=RunStatus.FAILED, error=outcome.error, ended_at=now)
         elif isinstance(outcome, Suspended):
             if any(pending.kind == "continue" for pending in outcome.pending):
@@ -448,7 +513,11 @@ class Runner:
         elif run.status.terminal:
             self.ports.store.delete_subscriptions(loaded.subscriptions)
             self.flow.finished(run)
-            if run.parent is not None:
+            if run.continued_as is not None:
+                # Its continuation carries its parent, which the last run of the chain
+                # notifies; here only make sure the continuation got its start message.
+                self.lifecycle.ensure_started(run.continued_as)
+            elif run.parent is not None:
                 self.lifecycle.notify_parent(run)
             workflow = self.app.get(run.workflow_id)
             if run.status is RunStatus.FAILED and workflow is not None:

@@ -3,9 +3,10 @@
 A `Session` is what every operation (engine/operations/) is written against. It holds the
 run's history as loaded and what this invocation adds to it, and offers:
 
-- `open(kind, id)`: the next position in the current scope (the workflow body, or one
-  branch of a parallel) and its `Slot`: the record there, if any, and the store's
-  revision of it. On replay the call at a position must ask for the step id and kind
+- `open(kind, id)`: the next position in the current scope (the workflow body, one
+  branch of a parallel, a child, a map item) and its `Slot`: the record there, if any,
+  and the store's revision of it. `slot_at(key, ...)` is the same for a position a batch
+  chooses (its items), which takes no position in a scope. On replay the call at a position must ask for the step id and kind
   recorded there; anything else raises `sdk.NonDeterminismError` and sets the fatal
   flag, so the run fails even if the code catches the error (and every later step call
   raises it again). Before new work starts (a step, an attempt, a wait, a sleep, a
@@ -17,7 +18,9 @@ run's history as loaded and what this invocation adds to it, and offers:
   for steps settled from outside (waits, invokes), that the stored record is the answer.
 - `suspend(slot, kind, wake_at)`: note what the run waits for and unwind (`SuspendRun`).
   A scope that suspended stays suspended: code that swallows the exception and calls
-  another step is stopped again.
+  another step is stopped again. A batch whose outcome is decided withdraws what its
+  items wait for (`discard_pending`) and stops them at their next step call (a scope's
+  `stops`, raising `BatchHalted`).
 - `ensure_budget(slot)`: suspend, to continue in a fresh invocation, when the Lambda's
   time is nearly spent; every invocation runs at least one new step first.
 - `executing(slot)`: marks the step whose code runs now (`ctx.attempt`; steps cannot
@@ -28,6 +31,9 @@ run's history as loaded and what this invocation adds to it, and offers:
 While the code re-runs what earlier invocations already ran, `replaying` is true (the
 workflow logger is silent): from the start, if anything was recorded, until a step that
 is not simply replayed, or the position where the previous invocation suspended.
+`resumed_at(key)` tells an operation that the run suspended at its position, so what it
+observes there now (a settled wait, an elapsed sleep) is new to the run: plugins
+(`plugins`, engine/plugins.py) hear of it once.
 """
 
 from __future__ import annotations
@@ -38,17 +44,20 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, NoReturn, TypeVar
+from typing import Any, Literal, NamedTuple, NoReturn, TypeVar
 
 from engine.codec import to_stored_json
 from engine.driver import Io
 from engine.errors import (
+    BatchHalted,
+    ContinueAsNew,
     ErrorType,
     FailRun,
     InfrastructureFailure,
     ItemTooLargeError,
     PermanentError,
     StepConflict,
+    StepOutputError,
     Superseded,
     SuspendRun,
     TransientError,
@@ -59,6 +68,7 @@ from engine.lifecycle import Lifecycle
 from engine.logcontext import bind
 from engine.model import ErrorInfo, StepKind, StepRecord, StepStatus
 from engine.outcomes import Pending, PendingKind
+from engine.plugins import Plugins
 from engine.ports import Clock, LoadedRun, Ports, Revision
 from engine.settings import EngineSettings
 from engine.workflow_log import ReplayAwareLogger
@@ -69,12 +79,14 @@ T = TypeVar("T")
 
 @dataclass
 class Scope:
-    """The workflow body, or one branch of a parallel: positions count within it."""
+    """The workflow body, a branch of a parallel, a child or a map item: positions count
+    within it. `stops` are the decided-flags of the batches it runs in (see BatchHalted)."""
 
     prefix: StepKey
     next_position: int = 0
     occurrences: dict[str, int] = field(default_factory=dict)
     suspended: bool = False
+    stops: tuple[threading.Event, ...] = ()
 
 
 @dataclass
@@ -91,6 +103,12 @@ class Slot:
     def attempt(self) -> int:
         """The attempt about to run (from 1): one more than the record counts."""
         return (self.record.attempts if self.record else 0) + 1
+
+
+class Peeked(NamedTuple):
+    key: StepKey
+    record: StepRecord | None
+    group: bool
 
 
 _scope: contextvars.ContextVar[Scope] = contextvars.ContextVar("stepline_scope")
@@ -123,6 +141,7 @@ class Session:
         settings: EngineSettings,
         remaining_time: Callable[[], float],
         keeper: LeaseKeeper | None = None,
+        plugins: Plugins | None = None,
     ) -> None:
         self.app = app
         self.workflow = workflow
@@ -136,7 +155,15 @@ class Session:
         self.keeper = keeper
         self.history: dict[StepKey, StepRecord] = dict(loaded.steps)
         self._revisions: dict[StepKey, Revision] = dict(loaded.revisions)
-        self._groups = {key.group for key in self.history if key.group is not None}
+        # Positions that hold steps of their own (a parallel group, a child, a map or one
+        # of its items): every proper prefix of a recorded key. A step asked for at one
+        # of them, where nothing is recorded, is not what the history holds.
+        self._scopes: set[StepKey] = set()
+        for key in self.history:
+            for depth in range(1, len(key)):
+                self._scopes.add(StepKey(key[:depth]))
+        #: Hooks of the app's plugins (None without plugins: nothing to call).
+        self.plugins = plugins
         self.pending: list[Pending] = []
         # New steps this invocation has started running (replayed ones do not count).
         self.steps_started = 0
@@ -154,11 +181,14 @@ class Session:
 
     # -- positions and determinism -------------------------------------------------------
 
-    def enter_scope(self, prefix: StepKey) -> None:
-        """Start counting positions under `prefix` in the current context."""
-        _scope.set(Scope(prefix=prefix))
+    def enter_scope(self, prefix: StepKey, *, stop: threading.Event | None = None) -> None:
+        """Start counting positions under `prefix` in the current context; `stop` is the
+        decided-flag of a batch this scope is an item of (inner scopes inherit them)."""
+        outer = _scope.get(None)
+        stops = outer.stops if outer is not None else ()
+        _scope.set(Scope(prefix=prefix, stops=(*stops, stop) if stop is not None else stops))
 
-    async def open(self, kind: StepKind, user_id: str) -> Slot:
+    async def open(self, kind: StepKind, user_id: str, *, holds_steps: bool = False) -> Slot:
         """Take the next position for a step of `kind` called `user_id` (module docstring)."""
         if not isinstance(user_id, str) or not user_id.strip() or len(user_id) > 200:
             raise WorkflowDefinitionError(
@@ -180,7 +210,7 @@ class Session:
         with self._lock:
             record = self.history.get(key)
             revision = self._revisions.get(key)
-            is_group = key in self._groups
+            is_group = key in self._scopes
         if record is not None and (record.id != step_id or record.kind != kind):
             self._non_deterministic(key, f"step {record.id!r} ({record.kind})", step_id, kind)
         if record is None and is_group:
@@ -189,7 +219,12 @@ class Session:
             # The previous invocation stopped here: whatever the code does next, it does
             # for the first time (after an elapsed sleep, a resolved wait, a child's end).
             self.replaying = False
-        if record is None or not (record.settled or record.elapsed(self.clock.now())):
+        if record is None or not (
+            record.settled
+            or record.elapsed(self.clock.now())
+            # A scope under way starts nothing here: its steps pass the gate themselves.
+            or (holds_steps and record.status is StepStatus.STARTED)
+        ):
             self.replaying = False
             keeper = self.keeper
             if keeper is not None:
@@ -200,6 +235,14 @@ class Session:
                 else:
                     keeper.check()
         return Slot(key=key, step_id=step_id, kind=kind, record=record, revision=revision)
+
+    def peek(self) -> Peeked:
+        """The next position of the current scope and what the history holds there,
+        without taking it (`ctx.patched` decides from it; `stepline check` reports it)."""
+        scope = self._take_position()
+        key = scope.prefix.child(scope.next_position)
+        with self._lock:
+            return Peeked(key, self.history.get(key), key in self._scopes)
 
     def open_group(self) -> StepKey:
         """Take a position for a parallel group; returns the key its branches extend."""
@@ -212,11 +255,56 @@ class Session:
             self._non_deterministic(key, f"step {record.id!r} ({record.kind})", "a parallel group")
         return key
 
+    def slot_at(self, key: StepKey, kind: StepKind, step_id: str) -> Slot:
+        """The slot of a batch's item at `key` (no position taken), checked against the
+        history like `open`."""
+        if self.fatal is not None:
+            self._raise_fatal()
+        with self._lock:
+            record = self.history.get(key)
+            revision = self._revisions.get(key)
+        if record is not None and (record.id != step_id or record.kind != kind):
+            self._non_deterministic(key, f"step {record.id!r} ({record.kind})", step_id, kind)
+        return Slot(key=key, step_id=step_id, kind=kind, record=record, revision=revision)
+
+    def slot_of(self, key: StepKey) -> Slot:
+        """The slot of a position opened earlier, as this invocation knows it now."""
+        with self._lock:
+            record = self.history[key]
+            revision = self._revisions.get(key)
+        return Slot(key=key, step_id=record.id, kind=record.kind, record=record, revision=revision)
+
+    async def gate(self) -> None:
+        """The step gate, before new work that opens no position (a batch's item)."""
+        self.replaying = False
+        keeper = self.keeper
+        if keeper is not None:
+            if keeper.look_due():
+                await Io(keeper.check)
+            else:
+                keeper.check()
+
+    def record_at(self, key: StepKey) -> StepRecord | None:
+        """The record at `key` as this invocation knows it now (None: nothing there)."""
+        with self._lock:
+            return self.history.get(key)
+
+    def has_steps_under(self, key: StepKey) -> bool:
+        """Whether the loaded history holds steps inside the scope at `key` (it began)."""
+        return key in self._scopes
+
+    def resumed_at(self, key: StepKey) -> bool:
+        """Whether the run's latest suspension was at `key` (what is there now is new)."""
+        return key in self._resume_points
+
     def _take_position(self) -> Scope:
         if self.fatal is not None:
             # The code caught the fatal error and carried on: stop it again.
             self._raise_fatal()
         scope = _scope.get()
+        if scope.stops and any(stop.is_set() for stop in scope.stops):
+            # The batch this scope is an item of has its outcome: start nothing more.
+            raise BatchHalted()
         if scope.suspended:
             # The code swallowed a SuspendRun and carried on: stop it again.
             raise SuspendRun()
@@ -230,6 +318,12 @@ class Session:
             )
         return scope
 
+    def non_deterministic(
+        self, key: StepKey, recorded: str, asked: str, kind: StepKind | None = None
+    ) -> NoReturn:
+        """Fail the run: the code asked for `asked` where the history holds `recorded`."""
+        self._non_deterministic(key, recorded, asked, kind)
+
     def _non_deterministic(
         self, key: StepKey, recorded: str, asked: str, kind: StepKind | None = None
     ) -> NoReturn:
@@ -239,9 +333,10 @@ class Session:
             f"recorded {recorded} there, but the code now asks for {asked_text}. "
             "A workflow must call the same steps in the same order on every replay. "
             "If you changed the workflow while runs were in flight, keep the old "
-            "order for those runs (branch on ctx.event or a version field), or "
-            "cancel them and start new ones; ids and kinds must not depend on "
-            "time, randomness or I/O outside steps."
+            "order for those runs (branch with ctx.patched('change-id'); "
+            "`stepline check` finds such runs before a deploy), or cancel them and "
+            "start new ones; ids and kinds must not depend on time, randomness or "
+            "I/O outside steps."
         )
         self.fatal = ErrorInfo(type=ErrorType.NON_DETERMINISM, message=message)
         raise NonDeterminismError(message)
@@ -250,6 +345,16 @@ class Session:
         """Fail the run, whatever the code does (it cannot catch FailRun by accident)."""
         self.fatal = error
         raise FailRun(error)
+
+    def continue_as_new(self, data: dict[str, Any]) -> NoReturn:
+        """`ctx.continue_as_new(data)`: end the invocation with a fresh run to start."""
+        try:
+            encoded = self.encode("continue_as_new data", data)
+        except StepOutputError as error:
+            raise WorkflowDefinitionError(str(error)) from None
+        if not isinstance(encoded, dict):
+            raise WorkflowDefinitionError("continue_as_new takes a JSON object (a dict)")
+        raise ContinueAsNew(encoded)
 
     def _raise_fatal(self) -> NoReturn:
         assert self.fatal is not None
@@ -349,16 +454,26 @@ class Session:
         """The current scope stops here: any later step call in it suspends again."""
         _scope.get().suspended = True
 
+    def discard_pending(self, prefix: StepKey) -> None:
+        """Forget what the steps under `prefix` wait for (a batch decided without them)."""
+        size = len(prefix)
+        with self._lock:
+            self.pending = [p for p in self.pending if p.step_key[:size] != prefix]
+
+    def out_of_time(self) -> bool:
+        """Whether new work should wait for a fresh invocation (see `ensure_budget`)."""
+        return (
+            self.steps_started > 0
+            and self.remaining_time() < self.settings.suspend_margin.total_seconds()
+        )
+
     def ensure_budget(self, slot: Slot) -> None:
         """Suspend (to be continued by a fresh invocation) when the time budget is spent.
 
         Every invocation runs at least one new step first, so a run always progresses
         even when a single step takes longer than the margin.
         """
-        if (
-            self.steps_started > 0
-            and self.remaining_time() < self.settings.suspend_margin.total_seconds()
-        ):
+        if self.out_of_time():
             self.suspend(slot, "continue", self.clock.now())
         with self._lock:
             self.steps_started += 1

@@ -33,3 +33,9 @@ class EngineSettings:
     # Fields of event data and step outputs whose values are masked in every log line
     # (STEPLINE_REDACT_FIELDS; see engine/logcontext.py).
     redact_fields: tuple[str, ...] = ()
+
+
+# A run's history past this many steps makes each resume noticeably slower (every resume
+# loads and replays all of it): the engine logs a warning and `runs show` suggests
+# `ctx.continue_as_new`.
+HISTORY_WARNING_STEPS = 1_000

@@ -36,6 +36,7 @@ from engine.model import (
     StepRecord,
     WorkMessage,
 )
+from engine.operator_model import EventEffect, WorkflowControl
 from engine.ports import LoadedRun, Ports, Revision, Stored
 from engine.runner import Runner
 from engine.settings import EngineSettings
@@ -58,6 +59,8 @@ class InMemoryStore:
         self.outcomes: dict[str, tuple[EventOutcome, datetime]] = {}
         # run id -> position -> event, for batched runs (engine/flow/memory.py adds them).
         self.batch_events: dict[str, dict[int, Event]] = {}
+        self.controls: dict[str, WorkflowControl] = {}
+        self.effects: dict[tuple[str, str], EventEffect] = {}
         self.step_writes = 0
         self._lock = threading.RLock()
 
@@ -182,6 +185,12 @@ class InMemoryStore:
         ]
         return sorted(runs, key=lambda run: run.created_at, reverse=True)[:limit]
 
+    def get_workflow_control(self, workflow_id: str) -> WorkflowControl | None:
+        return self.controls.get(workflow_id)
+
+    def put_workflow_control(self, control: WorkflowControl) -> None:
+        self.controls[control.workflow_id] = control
+
     def find_waiters(self, index_key: str) -> list[tuple[str, Stored]]:
         with self._lock:
             return [
@@ -229,6 +238,10 @@ class InMemoryStore:
         if found is None or found[1] <= now:
             return None
         return found[0]
+
+    def record_effect(self, effect: EventEffect, *, expires_at: datetime) -> None:
+        with self._lock:
+            self.effects[(effect.event_id, effect.kind)] = effect
 
 
 @dataclass(order=True)

@@ -1,4 +1,11 @@
-"""Read-only views of runs and steps: what LocalRuntime, the CLI and tests show users."""
+"""Read-only views of runs and steps: what LocalRuntime, the CLI and tests show users.
+
+A step's `depth` is how many recorded operations it is nested in (0 in the workflow body
+and in a plain parallel's branches; a map's items and a child's steps at 1; the steps of
+a map item at 2, and so on), and its `detail` says what it waits for or how it ended: a wait's event, an
+invoke's child run (and tenant), a callback's id, deadline and heartbeat, a batch's
+counts, a poll's count and next time.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +13,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from engine.ids import callback_id
 from engine.model import (
     AttemptFailure,
     ErrorInfo,
     RunRecord,
     RunStatus,
+    StepKind,
     StepRecord,
     StepStatus,
 )
@@ -37,6 +46,9 @@ class RunView:
     replay_from: str | None = None
     # Why a QUEUED run has not started: the flow control and key (engine/flow/).
     waiting: str | None = None
+    continued_from: str | None = None
+    continued_as: str | None = None
+    tenant_id: str | None = None
 
     @classmethod
     def of(cls, run: RunRecord, event: Event | None = None) -> RunView:
@@ -60,11 +72,15 @@ class RunView:
             replay_of=run.replay_of,
             replay_from=run.replay_from,
             waiting=waiting,
+            continued_from=run.continued_from,
+            continued_as=run.continued_as,
+            tenant_id=run.tenant_id,
         )
 
     def to_json(self) -> dict[str, Any]:
         return {
             "run_id": self.run_id,
+            "tenant_id": self.tenant_id,
             "workflow_id": self.workflow_id,
             "status": self.status,
             "output": self.output,
@@ -78,6 +94,8 @@ class RunView:
             "replay_of": self.replay_of,
             "replay_from": self.replay_from,
             "waiting": self.waiting,
+            "continued_from": self.continued_from,
+            "continued_as": self.continued_as,
         }
 
 
@@ -100,22 +118,19 @@ class StepView:
     # Failed attempts older than the ones in `failures`, which the record did not keep.
     failures_dropped: int = 0
     child_run_id: str | None = None
+    depth: int = 0
+    # The id a callback is completed with (for `stepline callbacks complete ID`).
+    callback_id: str | None = None
 
     @classmethod
-    def of(cls, record: StepRecord, run: RunRecord | None = None) -> StepView:
+    def of(cls, record: StepRecord, run: RunRecord | None = None, *, depth: int = 0) -> StepView:
         status, ended_at = record.status.value, record.ended_at
         if run is not None and run.passed(record):
             assert record.wake_at is not None
             status, ended_at = StepStatus.COMPLETED.value, record.wake_at
-        detail = ""
-        if record.wait is not None:
-            detail = f"event {record.wait.event}"
-            if record.wait.match:
-                detail += f" where {record.wait.match} matches"
-            if record.wait.if_:
-                detail += f" if {record.wait.if_}"
-        elif record.invoke is not None:
-            detail = f"child {record.invoke.workflow} run {record.invoke.child_run_id}"
+        token = None
+        if record.callback is not None and run is not None:
+            token = callback_id(run.run_id, record.key, record.callback.secret)
         return cls(
             id=record.id,
             kind=record.kind.value,
@@ -128,9 +143,11 @@ class StepView:
             position=str(record.key),
             wake_at=record.wake_at,
             failures=record.failures,
-            detail=detail,
+            detail=_detail(record),
             failures_dropped=record.failures_dropped,
             child_run_id=record.invoke.child_run_id if record.invoke is not None else None,
+            depth=depth,
+            callback_id=token,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -156,11 +173,71 @@ class StepView:
                 for failure in self.failures
             ],
             "failed_attempts_not_kept": self.failures_dropped,
+            "depth": self.depth,
+            "callback_id": self.callback_id,
         }
 
 
+def _detail(record: StepRecord) -> str:
+    """What a step waits for, or how a batch or a poll went (module docstring)."""
+    if record.wait is not None:
+        detail = f"event {record.wait.event}"
+        if record.wait.match:
+            detail += f" where {record.wait.match} matches"
+        if record.wait.if_:
+            detail += f" if {record.wait.if_}"
+        return detail
+    if record.invoke is not None:
+        detail = f"child {record.invoke.workflow} run {record.invoke.child_run_id}"
+        if record.invoke.tenant_id:
+            detail += f" (tenant {record.invoke.tenant_id})"
+        return detail
+    spec = record.callback
+    if spec is not None:
+        parts = []
+        if spec.timeout_at is not None:
+            parts.append(f"timeout {spec.timeout_at:%Y-%m-%d %H:%M:%S}")
+        if spec.heartbeat_timeout is not None:
+            beat = spec.heartbeat_at or record.started_at
+            parts.append(
+                f"heartbeat every {spec.heartbeat_timeout:g}s"
+                + (f", last {beat:%Y-%m-%d %H:%M:%S}" if spec.heartbeat_at and beat else "")
+            )
+        if spec.settled_by is not None and record.settled:
+            parts.append("by an event" if spec.settled_by != "api" else "by a direct call")
+        return "; ".join(parts)
+    if record.kind in (StepKind.MAP, StepKind.PARALLEL) and isinstance(record.output, dict):
+        return _batch_detail(record.output, record.status)
+    if record.kind is StepKind.CONDITION and record.status is StepStatus.RETRYING:
+        return f"poll {record.attempts} done; next at {record.wake_at:%Y-%m-%d %H:%M:%S}"
+    return ""
+
+
+def _batch_detail(summary: dict[str, Any], status: StepStatus) -> str:
+    total = summary.get("items", 0)
+    letters = str(summary.get("statuses", ""))
+    if status is StepStatus.STARTED or not letters:
+        return f"{total} items, under way"
+    counts = [
+        (letters.count("S"), "succeeded"),
+        (letters.count("F"), "failed"),
+        (letters.count("T"), "unfinished"),
+        (letters.count("-"), "not started"),
+    ]
+    text = ", ".join(f"{count} {word}" for count, word in counts if count)
+    return f"{total} items: {text} ({summary.get('reason', '')})"
+
+
 def history_of(loaded: LoadedRun) -> list[StepView]:
-    return [StepView.of(loaded.steps[key], loaded.run) for key in sorted(loaded.steps)]
+    steps = loaded.steps
+    return [
+        StepView.of(
+            steps[key],
+            loaded.run,
+            depth=sum(key[:size] in steps for size in range(1, len(key))),
+        )
+        for key in sorted(steps)
+    ]
 
 
 @dataclass(frozen=True)
@@ -214,7 +291,10 @@ def running_step(loaded: LoadedRun) -> RunningStep | None:
     records = [loaded.steps[key] for key in sorted(loaded.steps)]
     lease_end = run.lease.expires_at if run.lease else None
     last = records[-1] if records else None
-    if last is not None and last.status is StepStatus.RETRYING:
+    if last is not None and (
+        last.status is StepStatus.RETRYING
+        or (last.status is StepStatus.STARTED and last.kind is StepKind.RUN)
+    ):
         before = records[-2].id if len(records) > 1 else None
         return RunningStep(
             number=len(records),

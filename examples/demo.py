@@ -77,7 +77,31 @@ def main() -> None:
             ("Async order: stock checked in parallel, billing invoked as a child run", order)
         )
 
+        [approved] = rt.send(
+            Event(name="expense/submitted", data={"employeeId": "barbara", "amount": 48_000})
+        )
+        runs.append(
+            (
+                "Expense approval: waits for the manager's answer (a callback), then reimburses",
+                approved,
+            )
+        )
+        services.payments.script.update({"seller-3": [False]})
+        [payouts] = rt.send(
+            Event(
+                name="payouts/week.closed",
+                data={"sellers": [{"id": f"seller-{n}", "amount": 1_000 * n} for n in range(1, 7)]},
+            )
+        )
+        runs.append(
+            ("Weekly payouts: a map over six sellers tolerating 25% failures; one refused", payouts)
+        )
+
         rt.advance(timedelta(hours=3))
+        # The manager answers: anyone holding the callback's id can (here, the local runtime).
+        rt.complete_callback(
+            services.approvals.pending_for("barbara"), result={"approved": True, "by": "margaret"}
+        )
         rt.send(Event(name="app/user.profile.completed", data={"userId": "linus"}))
         rt.advance(timedelta(days=2))
         rt.send(Event(name="app/user.deleted", data={"userId": "ken"}))

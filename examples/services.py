@@ -1,4 +1,5 @@
-"""In-memory stand-ins for the outside world the examples talk to: email, users, payments.
+"""In-memory stand-ins for the outside world the examples talk to: email, users, payments,
+an approver's inbox.
 
 Real workflows would call SES, a database and Stripe here. These keep what was done so
 the demo can print it and the tests can assert on it; `reset()` forgets everything.
@@ -80,12 +81,32 @@ class Payments:
         return {"payment": charge["id"], "status": "recorded"}
 
 
+@dataclass
+class Approvals:
+    """A manager's inbox: each request keeps the callback id its answer must name."""
+
+    requests: list[dict[str, Any]] = field(default_factory=list)
+
+    def request(self, callback_id: str, expense: dict[str, Any]) -> dict[str, str]:
+        self.requests.append({"callback_id": callback_id, "expense": expense})
+        return {"status": "requested"}
+
+    def pending_for(self, employee_id: str) -> str:
+        """The callback id of the latest request for `employee_id`'s expense."""
+        for request in reversed(self.requests):
+            if request["expense"]["employeeId"] == employee_id:
+                return str(request["callback_id"])
+        raise LookupError(f"no approval requested for {employee_id}")
+
+
 mailer = Mailer()
 users = Users()
 payments = Payments()
+approvals = Approvals()
 
 
 def reset() -> None:
     mailer.__init__()  # type: ignore[misc]
     users.__init__()  # type: ignore[misc]
     payments.__init__()  # type: ignore[misc]
+    approvals.__init__()  # type: ignore[misc]

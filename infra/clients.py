@@ -31,6 +31,12 @@ CLIENT_CONFIG = Config(
     retries={"mode": "standard", "max_attempts": 6},
     connect_timeout=5,
     read_timeout=20,
+    # Enough connections for every thread that may call at once: the runs of a batch
+    # handled concurrently (Settings.batch_concurrency, 10), each with its parallel
+    # branches (EngineSettings.max_parallel_threads, 16), plus the lease and visibility
+    # heartbeats. Fewer, and botocore drops and reopens a connection on every call beyond
+    # the pool (a `parallel` of 16 branches did so for 6 of them on each call).
+    max_pool_connections=10 * 16 + 8,
 )
 
 

@@ -1,21 +1,38 @@
 """DynamoDB adapter: the run store, the match index and the event log, in one table.
 
-Item layout (`pk` / `sk`; every record is one JSON attribute `r`):
+Item layout (`pk` / `sk`; a record is one JSON attribute `r`, or zlib-compressed JSON
+`z` for a step record over about 900 bytes):
 
 | item | pk | sk | other attributes |
 |---|---|---|---|
 | run | `RUN#<run>` | `RUN` | `st` status, `v` version, `wk` wake time (epoch µs), `wf`, `g2pk`/`g2sk` (runs index); while RUNNING `ls` lease (who holds it), `lx` its expiry (epoch µs), `lr` the step running now |
 | trigger event | `RUN#<run>` | `EVENT` | |
-| cancel rule | `RUN#<run>` | `CANCEL#<i>` | `g1pk`/`g1sk` (waiters index) |
-| step | `RUN#<run>` | `STEP#<step key>` | `g1pk`/`g1sk` while indexed as a wait |
-| wait paths | `WAITPATHS#<event name>` | `_` | `paths` string set |
-| logged event | `EVLOG#<name>#<day>` | `<ts received>#<digest of id>` | `ttl` |
+| cancel rule | `RUN#<run>` | `CANCEL#<i>` | |
+| step | `RUN#<run>` | `STEP#<step key>` | |
+| wait entry | `WAIT#<name>#<path>#<value>` (no match: `WAIT#<name>#*#<shard>`) | `<run>#<step key>` | a copy of the waiting step's `r`/`z` |
+| cancel rule entry | `CANCEL#<workflow>#<i>#<value>` (no match: `...#*#<shard>`) | `<run>#<i>` | |
+| wait paths | `WAITPATHS#<event name>#<copy 0-7>` | `_` | `paths` string set |
+| logged event | `EVLOG#<name>#<day>#<shard>` | `<ts received>#<digest of id>` | `ttl` |
+| months with runs | `RUNS#MONTHS` | `_` | `months` string set |
 | what an event started | `EVENT#<sha-256 of its id>` | `OUTCOME` | `ttl` |
+| the waits it resolved, the runs it cancelled | `EVENT#<sha-256 of its id>` | `RESOLVED`, `CANCELLED` | `ttl`; only when there are some |
+| a workflow's hold | `WORKFLOW#<id>` | `CONTROL` | |
+| event names seen (for the dashboard) | `EVNAMES` | `_` | `names` string set |
 | an event of a batched run | `RUN#<run>` | `BEV#<position>` | |
 | flow-control state: a key's GCRA time, debounce, batch, lock; concurrency slots and queues; what a controlled workflow did with an event | `FLOW#...`, `FLOWQ#...`, `FLOWEV#...` | | see infra/dynamo_flow.py |
 
+The runs index (`runs`, keys only) is keyed `RUNS#<month>#<shard>`.
+
 So loading a run is one Query on its partition, each step write is one PutItem with a
-condition, and an event finds its waits with one Query on the `waiters` index.
+condition, and an event finds its waits with one strongly consistent Query per key.
+
+No key is shared by all runs of a workflow, all events of a name or all runs of a month
+(DynamoDB serves about 1,000 write and 3,000 read units a second per key): what would be
+is split into SHARDS (16) keys by a hash of the run or event id (the runs index, the
+event log, match-less wait and cancel entries), and the wait paths every event of a
+name reads are 8 identical items. A wait's entry is written before its step, so once a
+wait is stored any event finds it without an index (which on AWS lags); an entry left
+behind by a crash or a lost race only costs a failed compare-and-set.
 
 `DynamoStore` is assembled from one module per part of the table:
 
@@ -24,6 +41,8 @@ condition, and an event finds its waits with one Query on the `waiters` index.
 - infra/dynamo_runs.py: the run partition (`RunStore`), and its compare-and-set rules;
 - infra/dynamo_index.py: the waiters and runs indexes, wait paths and the event logs
   (`MatchIndex`, `EventLog`, run listings);
+- infra/dynamo_operator.py: workflow holds, what the waits and cancel handlers did with
+  an event, and the dashboard's browsing reads;
 - infra/dynamo_flow.py: the flow controls' items (`FlowStore`).
 
 Throttling is retried by botocore (standard mode); what is left becomes
@@ -37,11 +56,11 @@ from __future__ import annotations
 
 from engine.errors import TableMissing
 from infra.dynamo_flow import FlowItems
-from infra.dynamo_index import IndexItems
+from infra.dynamo_operator import OperatorItems
 from infra.dynamo_runs import RunItems
 
 
-class DynamoStore(RunItems, IndexItems, FlowItems):
+class DynamoStore(RunItems, OperatorItems, FlowItems):
     """Implements RunStore, MatchIndex, EventLog and FlowStore on one table."""
 
 

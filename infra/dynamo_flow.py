@@ -49,6 +49,7 @@ from engine.flow.ports import (
     SlotFree,
     WriteRun,
 )
+from infra.dynamo_runs import subscription_keys
 from infra.dynamo_table import (
     BATCH_PREFIX,
     EVENT_SK,
@@ -120,6 +121,9 @@ class FlowItems(DynamoTable):
     def commit(self, changes: Sequence[Change]) -> None:
         operations: list[tuple[int, str, dict[str, Any]]] = []
         for index, change in enumerate(changes):
+            if isinstance(change, CreateRun):
+                # Run listings read only the months that have runs (infra/dynamo_table.py).
+                self.note_month(change.run.created_at)
             operations.extend((index, kind, body) for kind, body in self._operations(change))
         if len(operations) == 1:
             self._single(*operations[0])
@@ -181,9 +185,14 @@ class FlowItems(DynamoTable):
                         "ConditionExpression": "attribute_not_exists(pk)",
                     },
                 ),
+                # Each cancel rule in the run's partition and its entry under its index key.
                 *(
-                    ("Put", {"Item": self._cancel_item(run.run_id, subscription)})
+                    (
+                        "Put",
+                        {"Item": {**key, "r": s(subscription.model_dump_json(exclude_none=True))}},
+                    )
                     for subscription in change.subscriptions
+                    for key in subscription_keys(subscription)
                 ),
             ]
         if isinstance(change, WriteRun):

@@ -1,34 +1,46 @@
-"""The table's indexes and logs: waiters, runs by month, wait paths, events, event outcomes.
+"""The table's entries and logs: waits and cancel rules, runs by month, wait paths, events.
 
 Implements the `MatchIndex` and `EventLog` ports, and the run listings the CLI reads.
-An event finds its waits and cancel rules with one Query on the `waiters` index, by
-exact key (engine/ids.py builds the keys; a key too long for DynamoDB is a digest).
-The runs index is keys-only, by month of creation, so no partition holds every run.
-DynamoDB deletes expired items late (moto never does), so reads filter on `ttl`.
+An event finds its waits and cancel rules by exact key (engine/ids.py builds the keys; a
+key too long for DynamoDB is a digest) in their entries, items read with a strongly
+consistent Query: no secondary index, so none can lag behind a wait just registered.
+The runs index is keys-only, by month of creation and shard, so no partition holds every
+run; listings merge a month's shards newest first. DynamoDB deletes expired items late
+(moto never does), so reads filter on `ttl`. See infra/dynamo.py for the layout.
 """
 
 from __future__ import annotations
 
 import hashlib
+import heapq
+import random
 import threading
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from engine.ids import event_key
+from engine.ids import StepKey, event_key
 from engine.model import CancelSubscription, EventOutcome, RunRecord, RunStatus
 from engine.ports import Stored
 from infra.dynamo_table import (
     CANCEL_PREFIX,
+    MONTHS_KEY,
+    PATH_COPIES,
     RUN_PREFIX,
+    SHARDS,
     DynamoTable,
-    is_step,
+    entry_pks,
+    month_of,
     n,
+    run_and_key,
     run_id_of,
+    runs_index_pks,
     s,
+    shard_of,
 )
-from infra.resources import RUNS_INDEX, TTL_ATTRIBUTE, WAITERS_INDEX
+from infra.resources import RUNS_INDEX, TTL_ATTRIBUTE
 from sdk import Event
 
 if TYPE_CHECKING:
@@ -50,7 +62,7 @@ class IndexItems(DynamoTable):
         self._known_paths: set[tuple[str, str]] = set()
         self._paths_lock = threading.Lock()
 
-    # -- runs by month -------------------------------------------------------------------
+    # -- runs by month --------------------------------------------------------------------
 
     def list_runs(
         self,
@@ -61,16 +73,10 @@ class IndexItems(DynamoTable):
         months: int = 24,
         now: datetime | None = None,
     ) -> list[RunRecord]:
-        month = (now or datetime.now(UTC)).replace(day=1)
         found: list[RunRecord] = []
-        for _ in range(months):
+        for month in self._months_with_runs(months, now):
             keys: list[Item] = []
-            for item in self._query(
-                RUNS_INDEX,
-                KeyConditionExpression="g2pk = :m",
-                ExpressionAttributeValues={":m": s(f"RUNS#{month:%Y-%m}")},
-                ScanIndexForward=False,
-            ):
+            for item in self.runs_index(month, page=max(limit, 25)):
                 keys.append({"pk": item["pk"], "sk": item["sk"]})
                 if len(keys) >= 100:
                     found.extend(self._matching_runs(keys, workflow_id, status))
@@ -81,7 +87,6 @@ class IndexItems(DynamoTable):
                 found.extend(self._matching_runs(keys, workflow_id, status))
             if len(found) >= limit:
                 break
-            month = (month - timedelta(days=1)).replace(day=1)
         found.sort(key=lambda run: run.created_at, reverse=True)
         return found[:limit]
 
@@ -94,22 +99,56 @@ class IndexItems(DynamoTable):
         Reads the keys-only runs index month by month, as `list_runs` does: every run's
         key is read, so on a very large table a whole id is much cheaper.
         """
-        month = (now or datetime.now(UTC)).replace(day=1)
         found: list[str] = []
-        for _ in range(months):
-            for item in self._query(
-                RUNS_INDEX,
-                KeyConditionExpression="g2pk = :m",
-                FilterExpression="begins_with(pk, :p)",
-                ExpressionAttributeValues={
-                    ":m": s(f"RUNS#{month:%Y-%m}"),
-                    ":p": s(RUN_PREFIX + prefix),
-                },
-                ScanIndexForward=False,
+        for month in self._months_with_runs(months, now):
+            for item in self.runs_index(
+                month,
+                filter_expression="begins_with(pk, :p)",
+                values={":p": s(RUN_PREFIX + prefix)},
             ):
                 found.append(run_id_of(item))
                 if len(found) >= limit:
                     return found
+        return found
+
+    def runs_index(
+        self,
+        month: datetime,
+        *,
+        key_condition: str = "",
+        filter_expression: str | None = None,
+        values: Item | None = None,
+        page: int | None = None,
+    ) -> Iterator[Item]:
+        """The runs index's keys of runs created in `month`, newest first.
+
+        Merges the month's SHARDS partitions (each read lazily, page by page).
+        `key_condition` is added to the partition condition (on `g2sk`, an ISO instant,
+        `#`, the run id); `values` holds its and `filter_expression`'s placeholders.
+        """
+        streams = []
+        for pk in runs_index_pks(month):
+            kwargs: dict[str, Any] = {
+                "KeyConditionExpression": "g2pk = :m" + key_condition,
+                "ExpressionAttributeValues": {":m": s(pk), **(values or {})},
+                "ScanIndexForward": False,
+            }
+            if filter_expression:
+                kwargs["FilterExpression"] = filter_expression
+            if page:
+                kwargs["Limit"] = page
+            streams.append(self._query(RUNS_INDEX, **kwargs))
+        yield from heapq.merge(*streams, key=lambda item: item["g2sk"]["S"], reverse=True)
+
+    def _months_with_runs(self, months: int, now: datetime | None) -> list[datetime]:
+        """The months (first days, newest first) within the last `months` that have runs."""
+        item = self._call(self._client.get_item, Key=MONTHS_KEY, ConsistentRead=True).get("Item")
+        noted = set(item["months"]["SS"]) if item else set()
+        month = (now or datetime.now(UTC)).replace(day=1)
+        found = []
+        for _ in range(months):
+            if month_of(month) in noted:
+                found.append(month)
             month = (month - timedelta(days=1)).replace(day=1)
         return found
 
@@ -137,45 +176,54 @@ class IndexItems(DynamoTable):
     # -- MatchIndex ----------------------------------------------------------------------
 
     def find_waiters(self, index_key: str) -> list[tuple[str, Stored]]:
-        return [
-            (run_id_of(item), self._stored_from(item))
-            for item in self._query(
-                WAITERS_INDEX,
-                KeyConditionExpression="g1pk = :k",
-                ExpressionAttributeValues={":k": s(index_key)},
-            )
-            if is_step(item)
-        ]
+        found = []
+        for item in self._entries(index_key):
+            run_id, key = run_and_key(item)
+            if "r" in item or "z" in item:
+                found.append((run_id, self._stored_from(item, StepKey.parse(key))))
+        return found
 
     def find_subscriptions(self, index_key: str) -> list[CancelSubscription]:
         return [
             CancelSubscription.model_validate_json(item["r"]["S"])
-            for item in self._query(
-                WAITERS_INDEX,
-                KeyConditionExpression="g1pk = :k",
-                ExpressionAttributeValues={":k": s(index_key)},
-            )
-            if item["sk"]["S"].startswith(CANCEL_PREFIX)
+            for item in self._entries(index_key)
+            if index_key.startswith(CANCEL_PREFIX)
         ]
+
+    def _entries(self, index_key: str) -> Iterator[Item]:
+        """The entries under an index key, read strongly consistent from every partition
+        that holds them: an entry written before this read is always seen."""
+        queries = [
+            {
+                "KeyConditionExpression": "pk = :k",
+                "ExpressionAttributeValues": {":k": s(pk)},
+                "ConsistentRead": True,
+            }
+            for pk in entry_pks(index_key)
+        ]
+        for items in self._query_each(queries):
+            yield from items
 
     def add_wait_path(self, event_name: str, match_path: str | None) -> None:
         path = match_path or _NO_PATH
         with self._paths_lock:
             if (event_name, path) in self._known_paths:
                 return
-        self._call(
-            self._client.update_item,
-            Key={"pk": s(f"WAITPATHS#{event_name}"), "sk": s("_")},
-            UpdateExpression="ADD paths :p",
-            ExpressionAttributeValues={":p": {"SS": [path]}},
-        )
+        for copy in range(PATH_COPIES):
+            self._call(
+                self._client.update_item,
+                Key=_paths_key(event_name, copy),
+                UpdateExpression="ADD paths :p",
+                ExpressionAttributeValues={":p": {"SS": [path]}},
+            )
         with self._paths_lock:
             self._known_paths.add((event_name, path))
 
     def wait_paths(self, event_name: str) -> set[str | None]:
+        # Any copy will do: each holds every path (all are written before a wait is).
         item = self._call(
             self._client.get_item,
-            Key={"pk": s(f"WAITPATHS#{event_name}"), "sk": s("_")},
+            Key=_paths_key(event_name, random.randrange(PATH_COPIES)),
             ConsistentRead=True,
         ).get("Item")
         if not item:
@@ -189,7 +237,7 @@ class IndexItems(DynamoTable):
         self._call(
             self._client.put_item,
             Item={
-                "pk": s(f"EVLOG#{event.name}#{ts:%Y-%m-%d}"),
+                "pk": s(_event_log_pk(event.name, ts, shard_of(event.id))),
                 # The id only keeps two events of one instant apart: a fixed-size digest
                 # of it, so that no id can make the sort key too long.
                 "sk": s(f"{_sortable(ts)}#{event_key(event.id)}"),
@@ -199,21 +247,31 @@ class IndexItems(DynamoTable):
         )
 
     def events_since(self, event_name: str, since: datetime, *, now: datetime) -> list[Event]:
-        found = []
+        # Every shard of every day since `since`, read side by side, merged in the order
+        # received.
+        queries: list[dict[str, Any]] = []
         day = since.astimezone(UTC).date()
         while day <= now.astimezone(UTC).date():
-            for item in self._query(
-                KeyConditionExpression="pk = :pk AND sk >= :since",
-                ExpressionAttributeValues={
-                    ":pk": s(f"EVLOG#{event_name}#{day:%Y-%m-%d}"),
-                    ":since": s(_sortable(since)),
-                },
-                ConsistentRead=True,
-            ):
-                if int(item[TTL_ATTRIBUTE]["N"]) > now.timestamp():
-                    found.append(Event.model_validate_json(item["r"]["S"]))
+            queries.extend(
+                {
+                    "KeyConditionExpression": "pk = :pk AND sk >= :since",
+                    "ExpressionAttributeValues": {
+                        ":pk": s(_event_log_pk(event_name, day, shard)),
+                        ":since": s(_sortable(since)),
+                    },
+                    "ConsistentRead": True,
+                }
+                for shard in range(SHARDS)
+            )
             day += timedelta(days=1)
-        return found
+        found = [
+            (item["sk"]["S"], Event.model_validate_json(item["r"]["S"]))
+            for items in self._query_each(queries)
+            for item in items
+            if int(item[TTL_ATTRIBUTE]["N"]) > now.timestamp()
+        ]
+        found.sort(key=lambda pair: pair[0])
+        return [event for _, event in found]
 
     def record_outcome(self, outcome: EventOutcome, *, expires_at: datetime) -> None:
         # One PutItem per event, however many runs it started (about 1 write unit).
@@ -234,6 +292,19 @@ class IndexItems(DynamoTable):
             return None
         outcome = EventOutcome.model_validate_json(item["r"]["S"])
         return outcome if outcome.event_id == event_id else None
+
+
+def _paths_key(event_name: str, copy: int) -> Item:
+    return {"pk": s(f"WAITPATHS#{event_name}#{copy}"), "sk": s("_")}
+
+
+def _event_log_pk(event_name: str, day: date | datetime, shard: int) -> str:
+    return f"EVLOG#{event_name}#{day:%Y-%m-%d}#{shard}"
+
+
+def event_log_pks(event_name: str, day: date | datetime) -> list[str]:
+    """Every partition of the event log of `event_name` on `day` (its shards)."""
+    return [_event_log_pk(event_name, day, shard) for shard in range(SHARDS)]
 
 
 def _outcome_key(event_id: str) -> Item:

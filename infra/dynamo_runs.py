@@ -39,13 +39,17 @@ from infra.dynamo_table import (
     RUN_SK,
     DynamoTable,
     encode_step,
+    entry_pk,
+    entry_sk,
     is_step,
     lease_identity,
     micros,
     n,
     run_pk,
     s,
+    step_attribute,
     step_sk,
+    step_value,
 )
 from sdk import Event
 
@@ -113,6 +117,7 @@ class RunItems(DynamoTable):
         self, run: RunRecord, event: Event, subscriptions: Sequence[CancelSubscription]
     ) -> RunRecord | None:
         pk = run_pk(run.run_id)
+        self.note_month(run.created_at)
         event_item: Item = {"pk": pk, "sk": s(EVENT_SK), "r": s(event.model_dump_json())}
         run_item = self._run_item(run)
         created = "attribute_not_exists(pk)"
@@ -140,8 +145,11 @@ class RunItems(DynamoTable):
             {"Put": {"TableName": self._table, "Item": run_item, "ConditionExpression": created}},
         ]
         for subscription in subscriptions:
-            cancel_item = self._cancel_item(run.run_id, subscription)
-            items.append({"Put": {"TableName": self._table, "Item": cancel_item}})
+            body = s(subscription.model_dump_json(exclude_none=True))
+            # The rule in the run's partition (loaded with the run, deleted when it ends)
+            # and its entry under its index key (found by the cancelling event).
+            for key in subscription_keys(subscription):
+                items.append({"Put": {"TableName": self._table, "Item": {**key, "r": body}}})
         try:
             self._client.transact_write_items(TransactItems=items)  # type: ignore[arg-type]
         except ClientError as error:
@@ -234,15 +242,22 @@ class RunItems(DynamoTable):
         return True
 
     def put_step(self, run_id: str, record: StepRecord, *, expected: Revision | None) -> Revision:
-        text = encode_step(record)
-        item = self._step_item(run_id, record, text)
+        stored = encode_step(record)
+        item = self._step_item(run_id, record, stored)
+        index_key = record.index_key
+        if index_key is not None:
+            # The entry first: once the step is stored its entry is there for any event
+            # to find, with a strongly consistent read (module docstring of dynamo.py).
+            self._call(
+                self._client.put_item, Item=self._entry_item(run_id, index_key, record, stored)
+            )
         condition: dict[str, Any]
         if expected is None:
             condition = {"ConditionExpression": "attribute_not_exists(pk)"}
         else:
             condition = {
-                "ConditionExpression": "r = :expected",
-                "ExpressionAttributeValues": {":expected": s(expected.token)},
+                "ConditionExpression": f"{step_attribute(expected.token)} = :expected",
+                "ExpressionAttributeValues": {":expected": step_value(expected.token)},
             }
         try:
             self._client.put_item(
@@ -255,14 +270,24 @@ class RunItems(DynamoTable):
             if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 old: Item | None = error.response.get("Item")  # type: ignore[assignment]
                 current = self._stored_from(old) if old else None
-                if current is not None and current.revision.token == text:
+                if current is not None and current.revision.token == stored:
                     # Our own write, committed by an attempt whose response was lost.
                     return current.revision
                 raise StepConflict(current) from None
             raise self._translate(error) from None
         except BotoCoreError as error:
             raise self._translate(error) from None
-        return Revision(text)
+        if index_key is None and record.wait is not None and expected is not None:
+            # Out of the index now: its entry goes too (a leftover entry costs a failed
+            # compare-and-set to an event that finds it, never a wrong resolution).
+            self._call(
+                self._client.delete_item,
+                Key={
+                    "pk": s(entry_pk(record.wait.index_key, run_id)),
+                    "sk": entry_sk(run_id, str(record.key)),
+                },
+            )
+        return Revision(stored)
 
     def write_steps(self, records: Sequence[tuple[str, StepRecord]]) -> None:
         """Write (run id, step record) pairs unconditionally, 25 per request.
@@ -270,9 +295,13 @@ class RunItems(DynamoTable):
         Not used by the engine (whose every write is conditional): it seeds tables for
         benchmarks and scale tests with records exactly as the engine stores them.
         """
-        requests: list[dict[str, Any]] = [
-            {"PutRequest": {"Item": self._step_item(run_id, record)}} for run_id, record in records
-        ]
+        requests: list[dict[str, Any]] = []
+        for run_id, record in records:
+            stored = encode_step(record)
+            requests.append({"PutRequest": {"Item": self._step_item(run_id, record, stored)}})
+            if record.index_key is not None:
+                entry = self._entry_item(run_id, record.index_key, record, stored)
+                requests.append({"PutRequest": {"Item": entry}})
         for start in range(0, len(requests), 25):
             pending: dict[str, Any] = {self._table: requests[start : start + 25]}
             while pending:
@@ -292,15 +321,9 @@ class RunItems(DynamoTable):
 
     def delete_subscriptions(self, subscriptions: Sequence[CancelSubscription]) -> None:
         keys: list[dict[str, Any]] = [
-            {
-                "DeleteRequest": {
-                    "Key": {
-                        "pk": run_pk(subscription.run_id),
-                        "sk": s(f"{CANCEL_PREFIX}{subscription.index:03d}"),
-                    }
-                }
-            }
+            {"DeleteRequest": {"Key": key}}
             for subscription in subscriptions
+            for key in subscription_keys(subscription)
         ]
         for start in range(0, len(keys), 25):
             batch: dict[str, Any] = {self._table: keys[start : start + 25]}
@@ -314,3 +337,15 @@ class RunItems(DynamoTable):
                     break
             else:
                 raise TransientError("DynamoDB kept returning unprocessed deletes")
+
+
+def subscription_keys(subscription: CancelSubscription) -> list[Item]:
+    """Keys of a cancel rule's two items: in its run's partition, and its index entry."""
+    rule = f"{subscription.index:03d}"
+    return [
+        {"pk": run_pk(subscription.run_id), "sk": s(f"{CANCEL_PREFIX}{rule}")},
+        {
+            "pk": s(entry_pk(subscription.index_key, subscription.run_id)),
+            "sk": entry_sk(subscription.run_id, rule),
+        },
+    ]

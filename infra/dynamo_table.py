@@ -1,9 +1,12 @@
 """The DynamoDB table under `DynamoStore`: the client, error translation, and item encoding.
 
 Everything about how records become items lives here: the key formats (`RUN#<run>`,
-`STEP#<step key>`, ...), the run item's columns, and the step item's blob. Step items
-are compare-and-set by their stored text (`r`): the `Revision` handed out with a step
-record is that text, so items written before revisions existed need no migration. The
+`STEP#<step key>`, ...), the run item's columns, and the step item's blob: JSON text in
+`r`, or, over `COMPRESS_OVER` bytes, zlib-compressed JSON in `z` (so a record with a
+~1 KB output costs one write unit). Step items are compare-and-set by their stored value:
+the `Revision` handed out with a step record is that value, exactly as read or written
+(never re-encoded, which a different zlib could do differently), so items written
+before revisions existed need no migration. The
 rest of the engine sees `StepKey`s, records and opaque revisions, never an item.
 
 Error translation: a failed call becomes the engine's adapter-contract error, chosen by
@@ -12,16 +15,19 @@ error code (infra/aws_errors.py); no `ClientError` or `BotoCoreError` leaves the
 
 from __future__ import annotations
 
+import hashlib
 import json
+import zlib
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from engine.errors import ItemTooLargeError, TableMissing, TransientError
-from engine.ids import StepKey
-from engine.model import EPOCH, CancelSubscription, Lease, RunRecord, StepRecord
+from engine.ids import MAX_PARTITION_KEY_BYTES, StepKey, is_shared_key
+from engine.model import EPOCH, Lease, RunRecord, StepRecord
 from engine.ports import Revision, Stored
 from infra.aws_errors import aws_error, error_code
 
@@ -40,6 +46,19 @@ STEP_PREFIX = "STEP#"
 CANCEL_PREFIX = "CANCEL#"
 # The events of a batched run, by position (`LoadedRun.batch`).
 BATCH_PREFIX = "BEV#"
+
+# -- spreading load over partitions ----------------------------------------------------
+# DynamoDB serves about 1,000 write units and 3,000 read units a second per partition key.
+# A key that every run of a workflow, every event of a name or every run of a month would
+# write is split into SHARDS keys, chosen by a hash of the run id or event id, so 10,000
+# run starts or events a second of one name put about 625 a second on each. Readers of
+# such a key read every shard (a run listing merges them, newest first).
+SHARDS = 16
+# The wait paths of an event name are read by every event of that name and written once
+# per process per new path: kept as PATH_COPIES identical items, each event reading one.
+PATH_COPIES = 8
+# Threads reading a sharded key's partitions side by side (see DynamoTable._query_each).
+_FAN_OUT = ThreadPoolExecutor(max_workers=SHARDS, thread_name_prefix="stepline-shards")
 _RUN_ATTRIBUTES_IN_COLUMNS = {"status", "version", "wake_at", "lease"}
 # The part of a lease that says who holds it; renewals are conditional on it.
 _LEASE_IDENTITY = {"message_id", "receive_count", "holder"}
@@ -84,13 +103,98 @@ def is_step(item: Item) -> bool:
     return item["sk"]["S"].startswith(STEP_PREFIX)
 
 
+def shard_of(text: str, shards: int = SHARDS) -> int:
+    """A stable shard number in [0, shards) for a run id or event id."""
+    return (
+        int.from_bytes(hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()[:4]) % shards
+    )
+
+
+def runs_index_pk(created_at: datetime, run_id: str) -> str:
+    """The runs index's partition of a run: its month of creation and a shard."""
+    return f"{month_of(created_at)}#{shard_of(run_id)}"
+
+
+def month_of(instant: datetime) -> str:
+    return f"RUNS#{instant:%Y-%m}"
+
+
+# One item listing the months that have runs, so that listings skip empty months.
+MONTHS_KEY: Item = {"pk": s("RUNS#MONTHS"), "sk": s("_")}
+
+
+def runs_index_pks(month: datetime) -> list[str]:
+    """Every runs-index partition of a month (runs listings merge them)."""
+    return [f"{month_of(month)}#{shard}" for shard in range(SHARDS)]
+
+
+def entry_pks(index_key: str) -> list[str]:
+    """The partitions that hold the entries under `index_key`: one, or SHARDS for a key
+    that every run waiting on an event name without `match` shares."""
+    if _shardable(index_key):
+        return [f"{index_key}#{shard}" for shard in range(SHARDS)]
+    return [index_key]
+
+
+def entry_pk(index_key: str, run_id: str) -> str:
+    """The partition of one run's entry under `index_key` (see `entry_pks`)."""
+    if _shardable(index_key):
+        return f"{index_key}#{shard_of(run_id)}"
+    return index_key
+
+
+def _shardable(index_key: str) -> bool:
+    # A shared key long enough that a suffix would break the key limit stays whole: it
+    # would need an event name of about 2 KB.
+    return is_shared_key(index_key) and len(index_key.encode()) + 4 <= MAX_PARTITION_KEY_BYTES
+
+
+def entry_sk(run_id: str, what: str) -> AttributeValueTypeDef:
+    """Sort key of an index entry: the run, then the step key or cancel rule it stands for."""
+    return s(f"{run_id}#{what}")
+
+
+def run_and_key(entry: Item) -> tuple[str, str]:
+    """(run id, step key or rule) of an index entry (a step key or rule has no `#`)."""
+    run_id, _, what = entry["sk"]["S"].rpartition("#")
+    return run_id, what
+
+
 def lease_identity(lease: Lease) -> str:
     return lease.model_dump_json(include=_LEASE_IDENTITY)
 
 
-def encode_step(record: StepRecord) -> str:
-    """A step record's stored text: also its revision once written."""
-    return record.model_dump_json(exclude_none=True, exclude_defaults=True)
+# A step record whose JSON is longer than this is stored compressed (`z`, binary), so a
+# record holding a ~1 KB output still fits DynamoDB's 1 KB write unit (JSON compresses
+# 2-4x); shorter ones stay readable text (`r`). Records written either way read back.
+COMPRESS_OVER = 900
+
+
+def encode_step(record: StepRecord) -> str | bytes:
+    """A step record's stored value (text, or zlib-compressed text): also its revision
+    once written. Compressed only when that is shorter."""
+    text = record.model_dump_json(exclude_none=True, exclude_defaults=True)
+    if len(text) > COMPRESS_OVER:
+        packed = zlib.compress(text.encode(), 6)
+        if len(packed) < len(text):
+            return packed
+    return text
+
+
+def decode_step(stored: str | bytes) -> StepRecord:
+    """The step record in a stored value (`encode_step`'s inverse; its key is not in it)."""
+    return StepRecord.model_validate_json(
+        zlib.decompress(stored) if isinstance(stored, bytes) else stored
+    )
+
+
+def step_value(stored: str | bytes) -> AttributeValueTypeDef:
+    """The attribute holding a step record's stored value, keyed by its form."""
+    return {"B": stored} if isinstance(stored, bytes) else {"S": stored}
+
+
+def step_attribute(stored: str | bytes) -> str:
+    return "z" if isinstance(stored, bytes) else "r"
 
 
 class DynamoTable:
@@ -99,6 +203,22 @@ class DynamoTable:
     def __init__(self, client: DynamoDBClient, table: str) -> None:
         self._client = client
         self._table = table
+        # Months already noted as having runs (see `note_month`).
+        self._known_months: set[str] = set()
+
+    def note_month(self, created_at: datetime) -> None:
+        """Record that `created_at`'s month has runs (once per process per month), so that
+        listings skip the empty months' SHARDS partitions."""
+        month = month_of(created_at)
+        if month in self._known_months:
+            return
+        self._call(
+            self._client.update_item,
+            Key=MONTHS_KEY,
+            UpdateExpression="ADD months :m",
+            ExpressionAttributeValues={":m": {"SS": [month]}},
+        )
+        self._known_months.add(month)
 
     # -- calls and error translation -----------------------------------------------------
 
@@ -143,6 +263,25 @@ class DynamoTable:
                 return
             kwargs["ExclusiveStartKey"] = last
 
+    def _query_each(self, queries: list[dict[str, Any]]) -> list[list[Item]]:
+        """Every item of each query (all pages), the queries sent side by side.
+
+        For reads that fan out over a key's shards: one round trip's latency instead of
+        SHARDS of them. At most SHARDS at once, so a batch's threads each reading shards
+        stay within the client's connection pool (infra/clients.py).
+        """
+        if len(queries) == 1:
+            return [list(self._query(**queries[0]))]
+        return list(_FAN_OUT.map(lambda kwargs: list(self._query(**kwargs)), queries))
+
+    def _first_pages(self, queries: list[dict[str, Any]]) -> list[list[Item]]:
+        """The first page of each query (a `Limit` says how big), sent side by side."""
+
+        def first(kwargs: dict[str, Any]) -> list[Item]:
+            return list(self._call(self._client.query, **kwargs).get("Items", []))
+
+        return list(_FAN_OUT.map(first, queries))
+
     # -- encoding ------------------------------------------------------------------------
 
     @staticmethod
@@ -153,7 +292,7 @@ class DynamoTable:
             "st": s(run.status.value),
             "v": n(run.version),
             "wf": s(run.workflow_id),
-            "g2pk": s(f"RUNS#{run.created_at:%Y-%m}"),
+            "g2pk": s(runs_index_pk(run.created_at, run.run_id)),
             "g2sk": s(f"{run.created_at.isoformat()}#{run.run_id}"),
             "r": s(run.model_dump_json(exclude=_RUN_ATTRIBUTES_IN_COLUMNS, exclude_none=True)),
         }
@@ -182,32 +321,34 @@ class DynamoTable:
         return RunRecord.model_validate(data)
 
     @staticmethod
-    def _cancel_item(run_id: str, subscription: CancelSubscription) -> Item:
+    def _step_item(run_id: str, record: StepRecord, stored: str | bytes | None = None) -> Item:
+        """The item of a step record; `stored` is its stored value (encoded if not given)."""
+        value = encode_step(record) if stored is None else stored
         return {
             "pk": run_pk(run_id),
-            "sk": s(f"{CANCEL_PREFIX}{subscription.index:03d}"),
-            "g1pk": s(subscription.index_key),
-            "g1sk": s(run_id),
-            "r": s(subscription.model_dump_json(exclude_none=True)),
-        }
-
-    @staticmethod
-    def _step_item(run_id: str, record: StepRecord, text: str | None = None) -> Item:
-        """The item of a step record; `text` is its stored form (encoded if not given)."""
-        item: Item = {
-            "pk": run_pk(run_id),
             "sk": step_sk(record.key),
-            "r": s(encode_step(record) if text is None else text),
+            step_attribute(value): step_value(value),
         }
-        index_key = record.index_key
-        if index_key is not None:
-            item["g1pk"] = s(index_key)
-            item["g1sk"] = s(f"{run_id}#{record.key}")
-        return item
 
     @staticmethod
-    def _stored_from(item: Item) -> Stored:
-        text = item["r"]["S"]
-        key = StepKey.parse(item["sk"]["S"].removeprefix(STEP_PREFIX))
-        record = StepRecord.model_validate_json(text).model_copy(update={"key": key})
-        return Stored(record, Revision(text))
+    def _entry_item(run_id: str, index_key: str, record: StepRecord, stored: str | bytes) -> Item:
+        """A wait's entry under its index key: a copy of the step item's stored value, so
+        an event resolves it by compare-and-set on the step without reading it first."""
+        return {
+            "pk": s(entry_pk(index_key, run_id)),
+            "sk": entry_sk(run_id, str(record.key)),
+            step_attribute(stored): step_value(stored),
+        }
+
+    @staticmethod
+    def _stored_from(item: Item, key: StepKey | None = None) -> Stored:
+        """The step record (and revision) in a step item, or in an index entry (`key`)."""
+        stored = bytes(item["z"]["B"]) if "z" in item else item["r"]["S"]
+        if key is None:
+            key = StepKey.parse(item["sk"]["S"].removeprefix(STEP_PREFIX))
+        record = decode_step(stored)
+        # The key is not stored in the record (the item's key holds it). Set in place on
+        # the record just built, which nobody else holds yet: a model_copy per step was a
+        # third of a resume's decoding.
+        record.__dict__["key"] = key
+        return Stored(record, Revision(stored))

@@ -12,9 +12,12 @@ entry points Lambda names) and `infra/local/` (which plays the Lambda service).
 
 from __future__ import annotations
 
+import contextvars
+import json
 import logging
 import sys
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -110,6 +113,8 @@ def process_batch(
     queue: str,
     handle: Callable[[SQSRecord], object],
     services: Services,
+    *,
+    group_of: Callable[[SQSRecord], str] | None = None,
 ) -> dict[str, Any]:
     """Run `handle` on each record; failed records are reported, not raised.
 
@@ -119,6 +124,11 @@ def process_batch(
     never has its message handed to a second consumer. A record whose handling ends in
     `SystemExit` (a step called `sys.exit()`) or a cancelled task fails alone and is
     redelivered; the records behind it are still handled.
+
+    Records of different groups (`group_of`: the run a work message names; each event
+    is a group of its own) are handled concurrently, up to `batch_concurrency` at a time,
+    so nine quick runs never wait behind one long step; the records of one group are
+    handled in order. Each runs in a copy of the caller's context (log keys, redaction).
     """
 
     def on_record(record: SQSRecord) -> None:
@@ -166,14 +176,14 @@ def process_batch(
     records = event.get("Records") if isinstance(event, dict) else None
     if not isinstance(records, list):
         raise ValueError(f"{queue} queue: not an SQS event (no Records list): {event!r:.200}")
-    failures = []
-    with _heartbeat(records, services):
-        for raw in records:
-            record = SQSRecord(raw)
+    failed: set[str] = set()
+
+    def handle_group(group: list[SQSRecord]) -> None:
+        for record in group:
             try:
                 on_record(record)
             except Exception:
-                failures.append({"itemIdentifier": record.message_id})
+                failed.add(record.message_id)
             except BaseException as error:
                 if not _ends_only_this_record(error):
                     raise
@@ -184,8 +194,42 @@ def process_batch(
                     record.message_id,
                     type(error).__name__,
                 )
-                failures.append({"itemIdentifier": record.message_id})
-    return {"batchItemFailures": failures}
+                failed.add(record.message_id)
+
+    parsed = [SQSRecord(raw) for raw in records]
+    groups: dict[str, list[SQSRecord]] = {}
+    for index, record in enumerate(parsed):
+        key = group_of(record) if group_of is not None else f"#{index}"
+        groups.setdefault(key, []).append(record)
+    workers = min(len(groups), max(1, services.settings.batch_concurrency))
+    with _heartbeat(records, services):
+        if workers <= 1:
+            for group in groups.values():
+                handle_group(group)
+        else:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=queue) as pool:
+                futures = [
+                    pool.submit(contextvars.copy_context().run, handle_group, group)
+                    for group in groups.values()
+                ]
+                for future in futures:
+                    future.result()  # re-raises what ends the invocation (a dying process)
+    return {
+        "batchItemFailures": [
+            {"itemIdentifier": record.message_id}
+            for record in parsed
+            if record.message_id in failed
+        ]
+    }
+
+
+def run_of(record: SQSRecord) -> str:
+    """The run a work message names (its group), or the message itself if unreadable."""
+    try:
+        run_id = json.loads(record.body).get("run_id")
+    except (ValueError, AttributeError):
+        run_id = None
+    return run_id if isinstance(run_id, str) else f"#{record.message_id}"
 
 
 def _ends_only_this_record(error: BaseException) -> bool:

@@ -4,8 +4,9 @@
 |---|---|---|
 | `handle_work` | work | advances the run the `WorkMessage` names (`Runner.handle`) |
 | `handle_trigger` | trigger | starts the runs the event triggers (`EventRouter.trigger`) |
-| `handle_waits` | waits | resolves the `wait_for_event` steps it matches |
+| `handle_waits` | waits | resolves the `wait_for_event` steps it matches; answers the callback a `stepline/callback.*` event names (engine/callbacks.py) |
 | `handle_cancel` | cancel | cancels the runs whose `cancel_on` it matches |
+| `handle_cron_schedules` | (none: CloudFormation calls it) | the `CronSchedules` custom resource: keeps the app's Cron schedules in step with each deploy |
 
 Each takes Lambda's (event, context) and returns the partial batch response; `services`
 defaults to the process's own, built from STEPLINE_* on the first invocation. The
@@ -16,9 +17,13 @@ the project imports `handlers/`.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from engine.callbacks import EVENTS as CALLBACK_EVENTS
 from engine.model import Delivery, WorkMessage
+from infra.cron_schedules import CronScheduleSync
+from infra.custom_resource import Respond, answer, put_response
 from infra.lambda_batch import (
     LambdaContext,
     LambdaFunction,
@@ -28,10 +33,20 @@ from infra.lambda_batch import (
     process_batch,
     receive_count,
     remaining_seconds,
+    run_of,
 )
 from infra.wiring import Services
 
-__all__ = ["BY_QUEUE", "handle_cancel", "handle_trigger", "handle_waits", "handle_work"]
+log = logging.getLogger("stepline.handlers")
+
+__all__ = [
+    "BY_QUEUE",
+    "handle_cancel",
+    "handle_cron_schedules",
+    "handle_trigger",
+    "handle_waits",
+    "handle_work",
+]
 
 
 def handle_work(
@@ -46,7 +61,7 @@ def handle_work(
         delivery = Delivery(message_id=record.message_id, receive_count=receive_count(record))
         svc.runner.handle(message, delivery, time_left)
 
-    return process_batch(event, "work", handle, svc)
+    return process_batch(event, "work", handle, svc, group_of=run_of)
 
 
 def handle_trigger(
@@ -62,11 +77,17 @@ def handle_trigger(
 def handle_waits(
     event: dict[str, Any], context: LambdaContext | None, services: Services | None = None
 ) -> dict[str, Any]:
-    """Fed by the waits queue: resolves the `wait_for_event` steps an event matches."""
+    """Fed by the waits queue: resolves the `wait_for_event` steps an event matches, and
+    answers the callbacks that `stepline/callback.*` events name."""
     svc = services or default_services()
-    return process_batch(
-        event, "waits", lambda record: svc.router.resolve_waits(decode_event(record, svc)), svc
-    )
+
+    def handle(record: SQSRecord) -> object:
+        received = decode_event(record, svc)
+        if received.name in CALLBACK_EVENTS:
+            return svc.callbacks.handle_event(received)
+        return svc.router.resolve_waits(received)
+
+    return process_batch(event, "waits", handle, svc)
 
 
 def handle_cancel(
@@ -77,6 +98,50 @@ def handle_cancel(
     return process_batch(
         event, "cancel", lambda record: svc.router.cancel_matching(decode_event(record, svc)), svc
     )
+
+
+def handle_cron_schedules(
+    event: dict[str, Any],
+    context: LambdaContext | None,
+    services: Services | None = None,
+    respond: Respond = put_response,
+) -> dict[str, Any]:
+    """The stack's `CronSchedules` custom resource (infra/custom_resource.py): on Create
+    and Update (every deploy of new code) it makes the schedule group's cron schedules
+    those of the app it loads (infra/cron_schedules.py); on Delete it deletes them.
+    An app that does not import fails the deploy, with the reason."""
+
+    def schedules() -> tuple[Services, CronScheduleSync]:
+        svc = services or default_services()
+        settings = svc.settings
+        if not settings.trigger_queue_arn or not settings.scheduler_role_arn:
+            raise ValueError(
+                "STEPLINE_TRIGGER_QUEUE_ARN and STEPLINE_SCHEDULER_ROLE_ARN must be set "
+                "(template.yaml sets them) to sync cron schedules"
+            )
+        return svc, CronScheduleSync(
+            svc.clients.scheduler,
+            group=settings.schedule_group,
+            target_arn=settings.trigger_queue_arn,
+            role_arn=settings.scheduler_role_arn,
+        )
+
+    def apply() -> dict[str, int]:
+        svc, sync = schedules()
+        report = sync.sync(svc.app)
+        log.info("cron schedules of %s: %s", svc.app.name, report.summary())
+        return {
+            "Created": len(report.created),
+            "Updated": len(report.updated),
+            "Deleted": len(report.deleted),
+            "Unchanged": len(report.unchanged),
+        }
+
+    def remove() -> dict[str, int]:
+        _, sync = schedules()
+        return {"Deleted": len(sync.delete_all().deleted)}
+
+    return answer(event, apply=apply, remove=remove, respond=respond)
 
 
 #: The function that consumes each queue, by queue role (as template.yaml wires them).

@@ -15,7 +15,6 @@ from infra.clients import Clients
 from infra.settings import DEFAULT_EVENT_BUS, Settings
 
 TABLE_KEYS = ("pk", "sk")
-WAITERS_INDEX = "waiters"
 RUNS_INDEX = "runs"
 TTL_ATTRIBUTE = "ttl"
 
@@ -25,21 +24,13 @@ TABLE_DEFINITION: dict[str, Any] = {
         {"AttributeName": "sk", "KeyType": "RANGE"},
     ],
     "AttributeDefinitions": [
-        {"AttributeName": name, "AttributeType": "S"}
-        for name in ("pk", "sk", "g1pk", "g1sk", "g2pk", "g2sk")
+        {"AttributeName": name, "AttributeType": "S"} for name in ("pk", "sk", "g2pk", "g2sk")
     ],
     "GlobalSecondaryIndexes": [
         {
-            # Waits and cancel rules by match key; the resolver needs the whole record.
-            "IndexName": WAITERS_INDEX,
-            "KeySchema": [
-                {"AttributeName": "g1pk", "KeyType": "HASH"},
-                {"AttributeName": "g1sk", "KeyType": "RANGE"},
-            ],
-            "Projection": {"ProjectionType": "ALL"},
-        },
-        {
-            # Runs by creation month and time. Keys only: status changes then never
+            # Runs by creation month (in shards) and time. Waits and cancel rules need
+            # no index: their entries are items found by a strongly consistent Query
+            # (infra/dynamo_index.py), so no lag can hide one. Keys only: status changes then never
             # rewrite the index, which keeps each run transition to one write unit.
             "IndexName": RUNS_INDEX,
             "KeySchema": [
@@ -151,6 +142,7 @@ def create_resources(clients: Clients, prefix: str, *, bus: str = DEFAULT_EVENT_
         work_queue_arn=arns["work"],
         schedule_group=prefix,
         scheduler_role_arn=f"arn:aws:iam::123456789012:role/{prefix}-scheduler",
+        trigger_queue_arn=arns["trigger"],
         event_bus=bus,
     )
     return Created(settings=settings, queue_urls=queue_urls, dlq_urls=dlq_urls)
@@ -163,15 +155,19 @@ def discover_resources(clients: Clients, prefix: str, *, bus: str = DEFAULT_EVEN
     for role, name in queue_names(prefix).all().items():
         queue_urls[role] = sqs.get_queue_url(QueueName=name)["QueueUrl"]
         dlq_urls[role] = sqs.get_queue_url(QueueName=f"{name}-dlq")["QueueUrl"]
-    work_arn = sqs.get_queue_attributes(QueueUrl=queue_urls["work"], AttributeNames=["QueueArn"])[
-        "Attributes"
-    ]["QueueArn"]
+    work_arn, trigger_arn = (
+        sqs.get_queue_attributes(QueueUrl=queue_urls[role], AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        for role in ("work", "trigger")
+    )
     settings = Settings(
         table=prefix,
         work_queue_url=queue_urls["work"],
         work_queue_arn=work_arn,
         schedule_group=prefix,
         scheduler_role_arn=f"arn:aws:iam::123456789012:role/{prefix}-scheduler",
+        trigger_queue_arn=trigger_arn,
         event_bus=bus,
     )
     return Created(settings=settings, queue_urls=queue_urls, dlq_urls=dlq_urls)

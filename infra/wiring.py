@@ -20,6 +20,7 @@ from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, cast
 
+from engine.callbacks import Callbacks
 from engine.events import EventRouter
 from engine.lifecycle import Lifecycle
 from engine.model import WorkMessage
@@ -103,6 +104,7 @@ class Services:
     router: EventRouter
     lifecycle: Lifecycle
     queue_urls: QueueUrls
+    callbacks: Callbacks
 
     @property
     def store(self) -> DynamoStore:
@@ -171,6 +173,7 @@ def build_services(
             endpoint=settings.endpoint_url,
             known={settings.queue_arn: settings.work_queue_url} if settings.work_queue_url else {},
         ),
+        callbacks=Callbacks(ports, lifecycle, engine_settings),
     )
 
 

@@ -8,9 +8,13 @@ so removing or renaming a name here is a deliberate, reviewed change.
 """
 
 from sdk._app import INVOKED_EVENT, RUN_FAILED_EVENT, App, Workflow
+from sdk._batch import BatchItem, BatchItemStatus, BatchResult, CompletionReason
+from sdk._callback import AsyncCallback, Callback
 from sdk._context import AsyncContext, AsyncStep, Context, Step
+from sdk._cron import CRON_EVENT, Cron
 from sdk._duration import Duration, parse_duration
 from sdk._errors import (
+    CallbackError,
     NonDeterminismError,
     NonRetriableError,
     RetryAfterError,
@@ -29,28 +33,41 @@ from sdk._flow import (
     Throttle,
     Timeouts,
 )
+from sdk._plugins import PluginInfo
 from sdk._retry import Retry
+from sdk._serdes import Serdes
 from sdk._triggers import CancelOn, Trigger
 
 __all__ = [
+    "CRON_EVENT",
     "INVOKED_EVENT",
     "RUN_FAILED_EVENT",
     "App",
+    "AsyncCallback",
     "AsyncContext",
     "AsyncStep",
     "Batch",
+    "BatchItem",
+    "BatchItemStatus",
+    "BatchResult",
+    "Callback",
+    "CallbackError",
     "CancelOn",
+    "CompletionReason",
     "Concurrency",
     "Context",
+    "Cron",
     "Debounce",
     "Duration",
     "Event",
     "NonDeterminismError",
     "NonRetriableError",
+    "PluginInfo",
     "Priority",
     "RateLimit",
     "Retry",
     "RetryAfterError",
+    "Serdes",
     "Singleton",
     "Step",
     "StepError",

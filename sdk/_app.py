@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from sdk._cron import Cron, looks_like_schedule, schedule_refusal
 from sdk._errors import WorkflowDefinitionError
 from sdk._flow import (
     Batch,
@@ -26,10 +27,13 @@ from sdk._flow import (
     Timeouts,
     flow_controls,
 )
+from sdk._plugins import check_plugins
 from sdk._retry import Retry
 from sdk._triggers import CancelOn, Trigger
 
 F = TypeVar("F", bound=Callable[..., Any])
+#: What `trigger=` takes: an event name, a Trigger, or a Cron schedule (or a list of them).
+TriggerSpec = str | Trigger | Cron
 
 _WORKFLOW_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,79}$")
 
@@ -56,27 +60,33 @@ class Workflow:
     #: Idempotency, rate limit, throttle, debounce, batching, concurrency, priority,
     #: singleton and timeouts (sdk/_flow.py).
     flow: FlowControls = field(default_factory=FlowControls)
+    #: The schedules that start it (`trigger=Cron(...)`), beside its event triggers.
+    crons: tuple[Cron, ...] = ()
 
     def __call__(self, ctx: Any) -> Any:
         return self.fn(ctx)
 
 
 class App:
-    """A named set of workflows; one per deployment (`STEPLINE_APP=module:app`)."""
+    """A named set of workflows; one per deployment (`STEPLINE_APP=module:app`).
 
-    def __init__(self, name: str) -> None:
+    `plugins` hear about every run of the app's workflows (sdk/_plugins.py).
+    """
+
+    def __init__(self, name: str, *, plugins: Sequence[object] | None = None) -> None:
         if not isinstance(name, str) or not _WORKFLOW_ID.match(name):
             raise WorkflowDefinitionError(
                 f"App name {name!r}: use letters, digits, '.', '_', '-' or '/' (at most 80)"
             )
         self.name = name
+        self.plugins = check_plugins(plugins)
         self._workflows: dict[str, Workflow] = {}
 
     def workflow(
         self,
         id: str,
         *,
-        trigger: str | Trigger | Sequence[str | Trigger] | None = None,
+        trigger: TriggerSpec | Sequence[TriggerSpec] | None = None,
         cancel_on: Sequence[CancelOn] = (),
         retries: Retry | None = None,
         on_failure: Callable[..., Any] | None = None,
@@ -92,17 +102,19 @@ class App:
     ) -> Callable[[Callable[..., Any]], Workflow]:
         """Register a workflow function.
 
-        `trigger` names the event(s) that start a run (omit it for workflows that are
-        only invoked). `retries` is the retry policy of each of its steps. `on_failure`
-        is called as its own durable run, with a `stepline/run.failed` event, when a run
-        fails. The flow controls (`idempotency` ... `timeouts`) are described in
-        sdk/_flow.py and the README's "Flow control".
+        `trigger` names the event(s) that start a run, or schedules runs with
+        `Cron(...)`; a list may mix both (omit it for workflows that are only invoked).
+        `retries` is the retry policy of each of its steps. `on_failure` is called as its
+        own durable run, with a `stepline/run.failed` event, when a run fails. The flow
+        controls (`idempotency` ... `timeouts`) are described in sdk/_flow.py and the
+        README's "Flow control"; those that admit events (idempotency, rate limit, debounce,
+        batching, singleton) apply to event triggers, not to a Cron's ticks.
         """
         if not isinstance(id, str) or not _WORKFLOW_ID.match(id):
             raise WorkflowDefinitionError(
                 f"workflow id {id!r}: use letters, digits, '.', '_', '-' or '/' (at most 80)"
             )
-        triggers = _triggers(id, trigger)
+        triggers, crons = _triggers(id, trigger)
         cancellations = tuple(cancel_on)
         for rule in cancellations:
             if not isinstance(rule, CancelOn):
@@ -155,6 +167,7 @@ class App:
                     is_async=inspect.iscoroutinefunction(fn),
                     app_name=self.name,
                     flow=flow,
+                    crons=crons,
                 )
             )
 
@@ -184,6 +197,10 @@ class App:
             if trigger.event == event_name
         ]
 
+    def crons(self) -> list[tuple[Workflow, Cron]]:
+        """Every (workflow, Cron) pair of the app: the schedules a deployment keeps."""
+        return [(w, cron) for w in self._workflows.values() for cron in w.crons]
+
     def cancellations_for(self, event_name: str) -> list[tuple[Workflow, int, CancelOn]]:
         """The cancel_on rules, with their index in the workflow, an event may fire."""
         return [
@@ -198,24 +215,36 @@ class App:
 
 
 def _triggers(
-    workflow_id: str, trigger: str | Trigger | Sequence[str | Trigger] | None
-) -> tuple[Trigger, ...]:
+    workflow_id: str, trigger: TriggerSpec | Sequence[TriggerSpec] | None
+) -> tuple[tuple[Trigger, ...], tuple[Cron, ...]]:
     if trigger is None:
-        return ()
-    items: Sequence[str | Trigger] = (
-        [trigger] if isinstance(trigger, str | Trigger) else list(trigger)
+        return (), ()
+    items: Sequence[TriggerSpec] = (
+        [trigger] if isinstance(trigger, str | Trigger | Cron) else list(trigger)
     )
-    result = []
+    events: list[Trigger] = []
+    crons: list[Cron] = []
     for item in items:
         if isinstance(item, str):
-            result.append(Trigger(item))
+            if looks_like_schedule(item):
+                raise WorkflowDefinitionError(
+                    f"workflow {workflow_id!r}: trigger {schedule_refusal(item)}"
+                )
+            events.append(Trigger(item))
         elif isinstance(item, Trigger):
-            result.append(item)
+            events.append(item)
+        elif isinstance(item, Cron):
+            if item in crons:
+                raise WorkflowDefinitionError(
+                    f"workflow {workflow_id!r}: {item!r} is listed twice in its triggers"
+                )
+            crons.append(item)
         else:
             raise WorkflowDefinitionError(
-                f"workflow {workflow_id!r}: trigger takes event names or Trigger(...), not {item!r}"
+                f"workflow {workflow_id!r}: trigger takes event names, Trigger(...) or "
+                f"Cron(...), not {item!r}"
             )
-    return tuple(result)
+    return tuple(events), tuple(crons)
 
 
 def _check_signature(what: str, fn: Callable[..., Any]) -> None:

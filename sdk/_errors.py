@@ -10,8 +10,11 @@ The tree::
     ├── NonDeterminismError          raised at a step call that does not match the
     │                                recorded history; the run fails even if the code
     │                                catches it (and every later step call raises it again)
-    └── WorkflowDefinitionError      a bad argument to App.workflow, Trigger, CancelOn or a
-        (also a ValueError)          step call: a malformed duration, CEL expression, id
+    ├── WorkflowDefinitionError      a bad argument to App.workflow, Trigger, CancelOn or a
+    │   (also a ValueError)          step call: a malformed duration, CEL expression, id
+    └── CallbackError                completing, failing or heartbeating a callback was
+                                     refused: its id is unknown, it expired, it was already
+                                     completed, its run was cancelled, or the result is bad
 
 "Fail the run" and "retry the invocation" are different things: every error above is
 about a run. Infrastructure trouble (throttling, a lost Lambda) never surfaces here; the
@@ -66,3 +69,17 @@ class NonDeterminismError(StepLineError):
 
 class WorkflowDefinitionError(StepLineError, ValueError):
     """A workflow, trigger or step was defined with an invalid argument."""
+
+
+class CallbackError(StepLineError):
+    """Completing, failing or heartbeating a callback was refused; nothing was changed.
+
+    `reason` says why: "unknown" (no such callback: a mistyped or forged id), "expired"
+    (it timed out or missed its heartbeat), "completed" (already completed or failed: the
+    first result stands), "cancelled" (its run was cancelled) or "invalid" (the result or
+    error given cannot be stored).
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason

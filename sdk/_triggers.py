@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+from sdk._cron import CRON_EVENT, looks_like_schedule, schedule_refusal
 from sdk._duration import Duration, parse_duration
 from sdk._errors import WorkflowDefinitionError
 from sdk._expression import Expression
@@ -26,6 +27,13 @@ class Trigger:
         if not isinstance(event, str) or not event.strip():
             raise WorkflowDefinitionError(
                 f"Trigger: event name {event!r} must be a non-empty string"
+            )
+        if looks_like_schedule(event):
+            raise WorkflowDefinitionError(f"Trigger: {schedule_refusal(event)}")
+        if event == CRON_EVENT:
+            raise WorkflowDefinitionError(
+                f"Trigger: {CRON_EVENT!r} is the event of Cron triggers; declare the schedule "
+                'itself: trigger=Cron("0 9 * * *", tz="UTC")'
             )
         object.__setattr__(self, "event", event)
         what = f"Trigger({event!r})"

@@ -136,6 +136,9 @@ def required_permissions(
     if service == "sqs":
         action = operation.removesuffix("Batch")
         return [(f"sqs:{action}", queue_arn_from_url(params["QueueUrl"]), {})]
+    if service == "scheduler" and operation == "ListSchedules":
+        # No resource-level permissions: AWS authorises a listing on "*".
+        return [("scheduler:ListSchedules", "*", {})]
     if service == "scheduler":
         group = params.get("GroupName", "default")
         needed = [

@@ -11,9 +11,15 @@ import json
 import pytest
 
 from bench.__main__ import SMOKE, flow_figures, flow_table, run, table
+from bench.template import engine_memory_mb, queues_delivered
 
 FLOAT_KEYS = (
     "step_overhead_ratio",
+    "step_overhead_ratio_10",
+    "cost_per_million_steps_1kb_usd",
+    "resume_cpu_ratio_20",
+    "resume_bytes_per_step",
+    "hol_delay_s",
     "dynamodb_writes_per_step",
     "dynamodb_reads_per_step",
     "sqs_requests_per_step",
@@ -27,6 +33,7 @@ FLOAT_KEYS = (
 )
 
 
+@pytest.mark.timeout(300)  # about a minute on a busy 2-core machine: every figure, tiny
 def test_the_bench_reports_every_figure_at_tiny_sizes():
     result = run(SMOKE, with_dbos=False, with_flow=False)
     for key in FLOAT_KEYS:
@@ -34,12 +41,25 @@ def test_the_bench_reports_every_figure_at_tiny_sizes():
         assert result[key] >= 0, key
     assert isinstance(result["wait_match_requests_flat"], bool)
     assert result["dbos_ratio"] is None
+    assert result["dbos_ratio_tmpfs"] is None
+    events = result["cost_per_million_events_usd"]
+    assert set(events) == {"unwanted", "resolves_wait"}
+    assert 0 < events["unwanted"] < events["resolves_wait"]
+    # The figures read the template: its engine memory, its rules' queues.
+    assert result["cost"]["lambda_memory_mb"] == engine_memory_mb()
+    deliveries = len(queues_delivered("any/name"))
+    assert result["event_cost"]["unwanted"]["eventbridge_deliveries_to_sqs"] == deliveries
+    scale = result["scale_model"]
+    assert isinstance(scale["goal_met"], bool)
+    for name in ("events_resolving_waits_10000_per_s", "run_starts_10000_per_s"):
+        assert scale[name]["busiest_write_units_per_s"] > 0, name
+        assert isinstance(scale[name]["busiest_write_key"], str)
     # Exact counts: one write per extra inline step and no SQS between suspensions.
     assert result["dynamodb_writes_per_inline_step"] == 1.0
     assert result["sqs_requests_per_inline_step"] == 0.0
     assert result["wait_match_requests_flat"] is True
     # One JSON object, and a table that renders.
-    assert json.loads(json.dumps(result, default=str))["cold_start"]["slowest_handler"]
+    assert json.loads(json.dumps(result, default=str))["cold_start"]["boto3_put_ms"] > 0
     assert table(result).row_count > 0
 
 
@@ -60,13 +80,31 @@ def test_the_capacity_model_counts_kilobytes_transactions_and_indexes():
     meter = RequestMeter()
     small = {"pk": {"S": "RUN#a"}, "sk": {"S": "STEP#00000"}, "r": {"S": "x" * 100}}
     large = {"pk": {"S": "RUN#a"}, "sk": {"S": "STEP#00001"}, "r": {"S": "x" * 1500}}
-    indexed = {**small, "sk": {"S": "STEP#00002"}, "g1pk": {"S": "WAIT#e"}, "g1sk": {"S": "a"}}
+    indexed = {**small, "sk": {"S": "RUN"}, "g2pk": {"S": "RUNS#2026-12#3"}, "g2sk": {"S": "a"}}
     assert item_size(small) == len("pk") + 5 + len("sk") + 10 + len("r") + 100
     meter._write(small, False, True)
     assert meter.wcu == 1
     meter._write(large, False, True)
     assert meter.wcu == 3  # 1.5 KB rounds up to 2 units
     meter._write(indexed, False, True)
-    assert meter.wcu == 5  # the item and its copy in the waiters index
+    assert meter.wcu == 5  # the item and its keys in the runs index
     meter._write(small, False, True, factor=2)
     assert meter.wcu == 7  # a transaction costs twice
+
+
+def test_the_template_reader_finds_the_engine_memory_and_the_event_rules_queues():
+    from bench.template import _matches
+
+    assert engine_memory_mb() >= 128
+    assert _matches({"detail-type": [{"exists": True}]}, {"detail-type": "a"}, True)
+    assert not _matches({"detail-type": ["b", "c"]}, {"detail-type": "a"}, True)
+    assert _matches({"detail-type": [{"prefix": "a"}]}, {"detail-type": "ab"}, True)
+
+
+def test_partition_keys_are_normalized_to_their_name_patterns():
+    from bench.scale import normalize
+
+    run = "flow-0123456789abcdef0123"
+    assert normalize(f"RUN#{run}", {run}) == "RUN#<run>"
+    assert normalize("RUNS#2026-03", set()) == "RUNS#<date>"
+    assert normalize('WAIT#e#data.orderId#"order-7"', set()) == 'WAIT#e#data.orderId#"<value>"'

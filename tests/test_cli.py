@@ -85,6 +85,8 @@ def cli_env(test_dir: Path) -> dict[str, str]:
         if not key.startswith(("STEPLINE_", "AWS_", "PYTEST_"))
     }
     env.update(STEPLINE_TEST_DIR=str(test_dir), PYTHONUNBUFFERED="1")
+    # Each test's `stepline dev` keeps its state in the test's own folder, not the project's.
+    env["STEPLINE_DEV_STATE"] = str(test_dir / "dev-state")
     return env
 
 
@@ -167,7 +169,9 @@ def start_worker(
     return worker
 
 
-def eventually(check: Callable[[], Any], timeout: float = 20) -> Any:
+def eventually(check: Callable[[], Any], timeout: float = 60) -> Any:
+    """Wait for `check()` to hold; the generous timeout only costs time when it never does
+    (a machine busy with other work can be slow)."""
     deadline = time.monotonic() + timeout
     while True:
         value = check()

@@ -44,6 +44,10 @@ NOT_RUN = {
     "aws lambda get-function-configuration": "reads a deployed function (real AWS)",
     "export AWS_REGION=us-east-1 STEPLINE_APP=workflows:app": "a deployed stack's settings",
     "stepline runs list --json": "against a deployed stack (real AWS), after the line above",
+    # tests/test_check_cli.py exports a run and checks the table's runs in process, against
+    # a LocalRuntime's table; test_readme_evolution.py runs the --history command as written.
+    ".venv/bin/stepline runs export <run-id>": "test_check_cli.py exports runs in process",
+    "stepline check --app workflows:app": "a deployed stack's table (real AWS)",
     # Benchmarks take minutes; tests/test_bench.py runs the same code at tiny sizes.
     ".venv/bin/python -m bench": "minutes of benchmarks; test_bench.py runs them tiny",
 }
@@ -56,6 +60,7 @@ RUN = (
     ".venv/bin/stepline runs list --endpoint",
     ".venv/bin/stepline runs show <run-id>",
     "export AWS_ENDPOINT_URL=",
+    ".venv/bin/stepline check --app examples:app --history tests/golden",  # test_readme_evolution.py
 )
 
 # The Python blocks, each recognised by a line of its own; all are run here.
@@ -64,6 +69,9 @@ PYTHON_BLOCKS = {
     "local": "with LocalRuntime(app) as rt:",
     "publish": 'boto3.client("events").put_events(',
     "flow": 'crm = App("crm")',
+    # Run by tests/test_readme_evolution.py.
+    "cron": 'trigger=[Cron("0 9 * * MON", tz="Europe/Paris"), "digest/requested"]',
+    "patched": 'if new and ctx.patched("sms-welcome"):',
 }
 
 
@@ -218,7 +226,7 @@ def test_the_quick_start_defines_a_workflow_and_runs_it_locally_in_virtual_time(
 def test_the_demo_command_runs():
     result = bash(shell_command(".venv/bin/python -m examples.demo"), cli_env(ROOT))
     assert result.returncode == 0, result.stderr
-    assert "Summary" in result.stdout and "7 runs" in result.stdout
+    assert "Summary" in result.stdout and "9 runs (1 cancelled, 8 completed" in result.stdout
 
 
 def publish_from_an_application(exports: str, directory: Path) -> None:

@@ -274,6 +274,8 @@ class Admission:
         self, workflow: Workflow, event: Event, run_id: str, flow: RunFlow, now: datetime
     ) -> CreateRun:
         run = queued_run(run_id, workflow, event, now, secret=self.ports.clock.token(), flow=flow)
+        # Created PAUSED while its workflow is paused (engine/control.py); resuming starts it.
+        run = self.lifecycle.held_if_paused(run)
         subscriptions = self.lifecycle.subscriptions(workflow, run_id, event, now)
         return CreateRun(run, event, tuple(subscriptions))
 

@@ -7,7 +7,10 @@ rather than doing I/O, so the same code serves sync and `async def` workflows.
 `OPERATIONS` maps each method of `sdk.Step` / `sdk.AsyncStep` to its implementation;
 engine/steps.py binds them by name. A new operation is a new module here, one line
 below, and its declaration in both `Step` and `AsyncStep` (tests pin that the three
-agree).
+agree). `ctx.patched` and `ctx.deprecate_patch` are methods of the context, not of
+`ctx.step`: `patched.py` implements them and the interpreter binds them (`Patches`).
+agree). Modules that are not operations serve several: `batch` (map and parallel with
+completion options), `child.run_scope` (child and wait_for_callback).
 """
 
 from __future__ import annotations
@@ -16,7 +19,18 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from engine.driver import Operation
-from engine.operations import invoke, parallel, run, send, sleep, wait
+from engine.operations import (
+    callback,
+    child,
+    condition,
+    invoke,
+    map,
+    parallel,
+    run,
+    send,
+    sleep,
+    wait,
+)
 
 OPERATIONS: Mapping[str, Callable[..., Operation[Any]]] = {
     "run": run.run,
@@ -26,4 +40,9 @@ OPERATIONS: Mapping[str, Callable[..., Operation[Any]]] = {
     "send_event": send.send_event,
     "invoke": invoke.invoke,
     "parallel": parallel.parallel,
+    "map": map.map,
+    "child": child.child,
+    "create_callback": callback.create_callback,
+    "wait_for_callback": callback.wait_for_callback,
+    "wait_for_condition": condition.wait_for_condition,
 }

@@ -50,13 +50,17 @@ async def _sleep(session: Session, step_id: str, until: Callable[[datetime], dat
             wake_at=wake_at,
         ),
     )
-    return _over_or_suspend(session, slot, now)
+    if session.plugins is not None:
+        session.plugins.operation_start(slot.step_id, StepKind.SLEEP.value)
+    return _over_or_suspend(session, slot, now, fresh=True)
 
 
-def _over_or_suspend(session: Session, slot: Slot, now: datetime) -> None:
+def _over_or_suspend(session: Session, slot: Slot, now: datetime, *, fresh: bool = False) -> None:
     record = slot.record
     assert record is not None
     if record.settled or record.elapsed(now):
+        if session.plugins is not None and (fresh or session.resumed_at(slot.key)):
+            session.plugins.operation_settled_once(record, failed=False)
         return
     assert record.wake_at is not None
     session.suspend(slot, "sleep", record.wake_at)

@@ -86,11 +86,13 @@ async def wait_for_event(
     # Registered first, looked back second (see the module docstring).
     log = session.ports.events
     earlier = await session.call_port(lambda: log.events_since(event, since, now=now))
+    if session.plugins is not None:
+        session.plugins.operation_start(slot.step_id, StepKind.WAIT.value)
     for candidate in earlier:
         if wait_matches(spec, candidate, trigger):
             await _settle(session, slot, candidate)
             break
-    return await _outcome(session, slot)
+    return await _outcome(session, slot, fresh=True)
 
 
 def _lookback_window(
@@ -144,9 +146,11 @@ async def _settle(session: Session, slot: Slot, event: Event) -> None:
     )
 
 
-async def _outcome(session: Session, slot: Slot) -> Event | None:
+async def _outcome(session: Session, slot: Slot, *, fresh: bool = False) -> Event | None:
     record = slot.record
     assert record is not None
+    if session.plugins is not None and record.settled and (fresh or session.resumed_at(slot.key)):
+        session.plugins.operation_settled_once(record, failed=False)
     if record.status is StepStatus.COMPLETED:
         if record.indexed:
             # The resolver left it indexed until we saw it; take it out now.
@@ -165,6 +169,8 @@ async def _outcome(session: Session, slot: Slot) -> Event | None:
             ),
             on_conflict="return",
         )
+        if session.plugins is not None:
+            session.plugins.operation_settled_once(settled, failed=False)
         if settled.status is StepStatus.COMPLETED:
             return await _outcome(session, slot)
         return None

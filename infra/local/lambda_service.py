@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from infra.cron_schedules import PREFIX as CRON_PREFIX
 from infra.lambda_batch import LambdaFunction
 from infra.wiring import Services
 
@@ -169,6 +170,8 @@ def fire_due_schedules(
     """
     fired = 0
     for summary in scheduler.list_schedules(GroupName=group).get("Schedules", []):
+        if summary["Name"].startswith(CRON_PREFIX):
+            continue  # a Cron's recurring schedule: infra/local/cron_pump.py fires those
         try:
             schedule = scheduler.get_schedule(Name=summary["Name"], GroupName=group)
         except scheduler.exceptions.ResourceNotFoundException:

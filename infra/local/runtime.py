@@ -14,10 +14,14 @@ trigger, waits and cancel queues.
 
 Time is virtual. The process clock is frozen at the virtual time (time-machine), so
 moto's SQS delays and the engine agree about "now"; `advance` moves it forward from
-one due timer to the next, firing each and draining the queues before moving on. A
-week of sleeps takes milliseconds. moto never fires EventBridge Scheduler schedules, so
-the runtime finds the due ones, sends their input to the work queue and deletes them,
-as Scheduler would.
+one due timer or cron tick to the next, firing each and draining the queues before
+moving on. A week of sleeps takes milliseconds. moto never fires EventBridge Scheduler
+schedules, so the runtime finds the due ones, sends their input to the work queue and
+deletes them, as Scheduler would; the app's Crons are recurring schedules in the same
+group (synced on entry and by `deploy`), fired at their ticks (infra/local/cron_pump.py).
+
+`deploy(new_app)` swaps in a new version of the app, as a deploy of new code would:
+runs in flight carry on under it (`ctx.patched`, `stepline check`).
 
 A message a handler fails goes back on its queue at once (rather than after the
 visibility timeout), so redelivery and the dead-letter queue behave as on AWS, only
@@ -35,19 +39,25 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Self
 
+from engine.callbacks import Callbacks
 from engine.clock import ManualClock
+from engine.events import EventRouter
 from engine.ids import run_id_for
 from engine.model import EventOutcome, RunStatus
 from engine.ports import Ports, Timers
+from engine.runner import Runner
 from engine.views import RunView, StepView, history_of
 from infra.clients import Clients
+from infra.cron_schedules import CronScheduleSync
 from infra.eventbridge import EventBridgeBus
 from infra.lambda_batch import LambdaFunction
 from infra.lambda_functions import BY_QUEUE
 from infra.local import lambda_service
+from infra.local.cron_pump import CronPump
+from infra.local.runtime_control import RunControlMixin
 from infra.resources import create_resources
 from infra.settings import DEFAULT_EVENT_BUS, Settings
-from infra.wiring import build_services
+from infra.wiring import Services, build_services
 from sdk import App, Event
 
 if TYPE_CHECKING:
@@ -91,8 +101,10 @@ class _TimerLedger:
             return self._due[0] if self._due else None
 
 
-class LocalRuntime:
-    """Stepline on embedded moto with virtual time; see the module docstring."""
+class LocalRuntime(RunControlMixin):
+    """Stepline on embedded moto with virtual time; see the module docstring.
+
+    Pause, resume and timers: infra/local/runtime_control.py."""
 
     def __init__(
         self,
@@ -159,7 +171,9 @@ class LocalRuntime:
             self.queue_urls = created.queue_urls
             self.dlq_urls = created.dlq_urls
             self.settings = created.settings.model_copy(
-                update={"region": REGION, **self._settings_overrides}
+                # One message at a time unless asked: virtual-time tests stay deterministic
+                # (Lambda and the workers handle different runs of a batch concurrently).
+                update={"region": REGION, "batch_concurrency": 1, **self._settings_overrides}
             )
             self._queue_arns = {
                 self.clients.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])[
@@ -175,6 +189,14 @@ class LocalRuntime:
                 clients=Clients(self.settings, session),
                 ports_hook=self._wrap_ports,
             )
+            self._sync_crons()
+            self._crons = CronPump(
+                self.clients.scheduler,
+                self.clients.sqs,
+                group=self.settings.schedule_group,
+                queue_url_of=self._queue_arns,
+            )
+            self._crons.refresh(start)
         except BaseException:
             self.__exit__(None, None, None)
             raise
@@ -187,6 +209,35 @@ class LocalRuntime:
         self._ledger = _TimerLedger(ports.timers, self.clock)
         ports = replace(ports, timers=self._ledger)
         return self._ports_hook(ports) if self._ports_hook else ports
+
+    def _sync_crons(self) -> None:
+        CronScheduleSync(
+            self.clients.scheduler,
+            group=self.settings.schedule_group,
+            target_arn=self.settings.trigger_queue_arn,
+            role_arn=self.settings.scheduler_role_arn,
+        ).sync(self.app)
+
+    def deploy(self, app: App) -> None:
+        """Run a new version of the app from now on, as a deploy would: runs in flight
+        replay their histories against its code, timers and queued messages are kept,
+        and its Crons' schedules replace the old ones."""
+        self._require()
+        services = self.services
+        runner = Runner(app, services.ports, services.runner.settings)
+        self.app = app
+        self.services = Services(
+            app=app,
+            settings=services.settings,
+            clients=services.clients,
+            ports=services.ports,
+            runner=runner,
+            router=EventRouter(app, services.ports, runner.lifecycle, services.router.settings),
+            lifecycle=runner.lifecycle,
+            queue_urls=services.queue_urls,
+            callbacks=Callbacks(services.ports, runner.lifecycle, services.router.settings),
+        )
+        self._sync_crons()
 
     def __exit__(self, *exc_info: object) -> None:
         if self._travel is not None:
@@ -223,7 +274,9 @@ class LocalRuntime:
         target = self.clock.now() + parse_duration(delta, what="advance")
         self.drain()
         while True:
-            due = self._ledger.next_after(self.clock.now())
+            now = self.clock.now()
+            dues = [d for d in (self._ledger.next_after(now), self._crons.next_due(now)) if d]
+            due = min(dues) if dues else None
             if due is None or due > target:
                 break
             self._set_time(due)
@@ -301,6 +354,30 @@ class LocalRuntime:
         self.drain()
         return new_id
 
+    # -- callbacks (engine/callbacks.py; each raises sdk.CallbackError when refused) -------
+
+    def complete_callback(self, callback_id: str, result: Any = None) -> None:
+        """Complete a callback with `result` (JSON); processes until idle."""
+        self._require()
+        self.services.callbacks.complete(callback_id, result)
+        self.drain()
+
+    def fail_callback(
+        self, callback_id: str, error_type: str = "CallbackFailed", error_message: str = ""
+    ) -> None:
+        """Fail a callback: its `result()` raises StepError; processes until idle."""
+        self._require()
+        self.services.callbacks.fail(
+            callback_id, error_type=error_type, error_message=error_message
+        )
+        self.drain()
+
+    def heartbeat_callback(self, callback_id: str) -> None:
+        """Restart a callback's heartbeat timeout; processes until idle."""
+        self._require()
+        self.services.callbacks.heartbeat(callback_id)
+        self.drain()
+
     def dead_letters(self, role: str = "work") -> list[Any]:
         """Bodies of the messages that reached a queue's dead-letter queue (they stay there):
         parsed when they are JSON, else the text."""
@@ -373,7 +450,7 @@ class LocalRuntime:
             now=self.clock.now(),
             queue_url_of=self._queue_arns,
         )
-        return fired > 0
+        return fired + self._crons.fire_due(self.clock.now()) > 0
 
     def pending_schedules(self) -> list[str]:
         """Names of the Scheduler schedules not yet fired (long timers)."""

@@ -3,8 +3,11 @@
 `stepline dev` and `stepline worker` use this where Lambda is not available: one thread
 per queue long-polls it and hands each batch to its handler (as an SQS event source
 mapping would), and on a moto endpoint a pump thread fires due Scheduler schedules
-(moto never does). Several worker processes on one endpoint are safe: runs are guarded
-by conditional writes and leases, and a schedule fired twice is a harmless stale wake-up.
+(moto never does): timers, and the recurring schedules of the app's Crons at their ticks
+(infra/local/cron_pump.py; ticks over 5 minutes late, missed while the pump was not
+running, are skipped), on the services' clock. Several worker processes on one endpoint
+are safe: runs are guarded by conditional writes and leases, a schedule fired twice is a
+harmless stale wake-up, and a tick fired twice starts one run.
 """
 
 from __future__ import annotations
@@ -12,12 +15,14 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from infra.cron_schedules import CronScheduleSync
 from infra.lambda_batch import LambdaFunction
 from infra.lambda_functions import BY_QUEUE
 from infra.local import lambda_service
+from infra.local.cron_pump import CronPump
 from infra.wiring import Services
 
 if TYPE_CHECKING:
@@ -42,6 +47,17 @@ class QueueSet:
             for role, url in urls.items()
         }
         return cls(urls=urls, arns=arns)
+
+
+def sync_cron_schedules(services: Services) -> None:
+    """Make the group's cron schedules those of the app's Crons, as a deploy does."""
+    settings = services.settings
+    CronScheduleSync(
+        services.clients.scheduler,
+        group=settings.schedule_group,
+        target_arn=settings.trigger_queue_arn,
+        role_arn=settings.scheduler_role_arn,
+    ).sync(services.app)
 
 
 class Worker:
@@ -70,6 +86,7 @@ class Worker:
         self.stop_event = threading.Event()
         self.processed: dict[str, int] = dict.fromkeys(queues.urls, 0)
         self._threads: list[threading.Thread] = []
+        self._crons: CronPump | None = None
 
     def start(self) -> None:
         for role, url in self.queues.urls.items():
@@ -118,17 +135,33 @@ class Worker:
                 # thread silently: the worker would stay up and serve nothing.
                 log.error("%s queue: a batch ended in %r; serving on", role, error)
 
-    def _pump(self) -> None:
+    def fire_due(self) -> int:
+        """Fire what is due by the services' clock, as Scheduler would: the timers'
+        one-time schedules and the ticks of the Crons' recurring ones (the pump thread
+        calls this every second). Returns how many messages it sent."""
         settings = self.services.settings
         url_of = {self.queues.arns[role]: url for role, url in self.queues.urls.items()}
+        if self._crons is None:
+            self._crons = CronPump(
+                self.services.clients.scheduler,
+                self.services.clients.sqs,
+                group=settings.schedule_group,
+                queue_url_of=url_of,
+                max_late=timedelta(minutes=5),
+            )
+        now = self.services.ports.clock.now()
+        fired = self._crons.fire_due(now)
+        return fired + lambda_service.fire_due_schedules(
+            self.services.clients.scheduler,
+            self.services.clients.sqs,
+            group=settings.schedule_group,
+            now=now,
+            queue_url_of=url_of,
+        )
+
+    def _pump(self) -> None:
         while not self.stop_event.wait(1):
             try:
-                lambda_service.fire_due_schedules(
-                    self.services.clients.scheduler,
-                    self.services.clients.sqs,
-                    group=settings.schedule_group,
-                    now=datetime.now(UTC),
-                    queue_url_of=url_of,
-                )
+                self.fire_due()
             except Exception as error:
                 log.warning("timer pump failed (%s); retrying in a second", error)

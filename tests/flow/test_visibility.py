@@ -87,7 +87,7 @@ def test_a_key_expression_that_fails_refuses_the_event_for_that_workflow_only(ca
 def test_workflows_list_shows_each_workflows_controls():
     result = CliRunner().invoke(cli, ["workflows", "list", "--app", f"{__name__}:app", "--json"])
     assert result.exit_code == 0, result.output
-    described = {workflow["id"]: workflow for workflow in json.loads(result.output)}
+    described = {workflow["id"]: workflow for workflow in json.loads(result.output)["workflows"]}
     controls = described["sync-crm"]["controls"]
     assert controls["idempotency"] == "event.data.contactId"
     assert controls["rate_limit"] == {

@@ -25,7 +25,10 @@ from tests.test_cli import start_worker as start_cli_worker
 
 APP = "tests.reliability.kill_app:app"
 
-pytestmark = pytest.mark.slow
+# The test waits up to its own deadline (120 s, 240 s at full size) for the runs to
+# finish, after starting a moto server and three workers: on a busy machine that alone
+# passes pytest's default 120 s, so the limit here is above the test's own.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 
 
 def start_worker(endpoint: str, test_dir: Path, *options: str) -> Process:
@@ -42,6 +45,9 @@ def start_worker(endpoint: str, test_dir: Path, *options: str) -> Process:
     )
 
 
+# Its own deadline for the runs is 120 s (240 s at full size) after the workers start, so
+# pytest's default 120 s would cut it short on a loaded machine before it could report.
+@pytest.mark.timeout(420)
 def test_runs_survive_workers_killed_at_random(tmp_path):
     runs, kills, workers_wanted = (200, 20, 3) if full_size() else (36, 6, 3)
     rng = random.Random(7)

@@ -101,9 +101,14 @@ def test_an_event_resolves_only_waits_it_matches_even_through_a_stray_index_entr
         [run_a] = rt.send(Event(name="doc/submitted", data={"doc": "a"}))
         [run_b] = rt.send(Event(name="doc/submitted", data={"doc": "b"}))
         a_wait = rt.services.store.get_step(run_a, "00000")
-        item = rt.services.store._step_item(run_a, a_wait.record)
-        item["g1pk"] = {"S": waiter_key("doc/approved", "data.doc", "b")}
+        item = rt.services.store._entry_item(
+            run_a,
+            waiter_key("doc/approved", "data.doc", "b"),
+            a_wait.record,
+            a_wait.revision.token,
+        )
         rt.clients.dynamodb.put_item(TableName=rt.settings.table, Item=item)
+        assert len(rt.services.store.find_waiters(waiter_key("doc/approved", "data.doc", "b"))) == 2
 
         rt.send(Event(name="doc/approved", data={"doc": "b", "by": "mallory"}))
         add("bad inputs tried")

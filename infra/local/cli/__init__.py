@@ -1,17 +1,30 @@
 """The `stepline` command line (the `stepline` console script; `python -m infra.local.cli`).
 
 One module per command group: `serve` (dev, worker), `events` (send), `runs` (list,
-show, cancel, replay), `workflows` (list), on what they share in `common` (exit codes,
-options, error handling, connecting).
+show), `runs_actions` (cancel, pause, resume, replay: one run or many), `watch` (runs
+watch, events list), `check` (check, and `runs export`), `workflows` (list: triggers,
+Cron ticks and flow controls) with `workflow_control` (workflows pause|resume, timers
+fire), `callbacks` (complete, fail, heartbeat), `ui` (the dashboard), on what they share
+in `common` (exit codes, options, error handling, connecting).
 
-    stepline dev --app MODULE:APP [--port 4566]     moto server + workers + timer pump, real time
+    stepline dev --app MODULE:APP [--port 4566]     moto server + workers + timer pump +
+                                                    dashboard, real time, state kept
     stepline worker --app MODULE:APP [--endpoint URL] [--create-resources]
+    stepline ui [--endpoint URL] [--port 8288]      the web dashboard
     stepline send NAME --data JSON [--id ID]        put an event on the bus; say what it started
     stepline runs list [--workflow ID] [--status S] [--limit N]
     stepline runs show RUN_ID                       the audit trail
-    stepline runs cancel RUN_ID
-    stepline runs replay RUN_ID [--from-step STEP_ID] --app MODULE:APP
-    stepline workflows list --app MODULE:APP        triggers and flow controls of each workflow
+    stepline runs watch RUN_ID                      follow it live
+    stepline runs cancel|pause|resume RUN_ID...     or by filters: --workflow --status --since ...
+    stepline runs replay RUN_ID... [--from-step STEP_ID]
+    stepline runs export RUN_ID [--output FILE]     a run's history as JSON
+    stepline check --app MODULE:APP [--history FILE|DIR]   would runs in flight survive this code?
+    stepline events list [--follow]                 recent events and what each did
+    stepline events show EVENT_ID                   what one event did (and which control stopped it)
+    stepline workflows list --app MODULE:APP [--ticks N]   triggers, flow controls, each Cron's next ticks
+    stepline workflows pause|resume ID              hold a workflow's new runs
+    stepline timers fire RUN_ID                     end its sleep / time out its wait now (dev)
+    stepline callbacks complete|fail|heartbeat CALLBACK_ID
     stepline --version
 
 RUN_ID may be any unique start of a run id (an id printed cut, "…", is read as one).
@@ -37,10 +50,17 @@ from __future__ import annotations
 
 import typer
 
+from infra.local.cli import runs_actions, workflow_control  # noqa: F401  (register commands)
+from infra.local.cli.callbacks import callbacks_cli
+from infra.local.cli.check import check
 from infra.local.cli.common import Exit, version
-from infra.local.cli.events import events_cli, send
+from infra.local.cli.dev import dev
+from infra.local.cli.events import send
 from infra.local.cli.runs import runs_cli
-from infra.local.cli.serve import dev, worker
+from infra.local.cli.serve import worker
+from infra.local.cli.ui import ui
+from infra.local.cli.watch import events_cli
+from infra.local.cli.workflow_control import timers_cli
 from infra.local.cli.workflows import workflows_cli
 
 __all__ = ["Exit", "cli", "main"]
@@ -53,8 +73,10 @@ cli = typer.Typer(
     pretty_exceptions_enable=False,
 )
 cli.add_typer(runs_cli, name="runs")
-cli.add_typer(workflows_cli, name="workflows")
 cli.add_typer(events_cli, name="events")
+cli.add_typer(workflows_cli, name="workflows")
+cli.add_typer(timers_cli, name="timers")
+cli.add_typer(callbacks_cli, name="callbacks")
 
 
 def _print_version(value: bool) -> None:
@@ -80,6 +102,8 @@ def _options(
 cli.command()(dev)
 cli.command()(worker)
 cli.command()(send)
+cli.command()(check)
+cli.command()(ui)
 
 
 def main() -> None:

@@ -28,12 +28,8 @@ from infra.local.cli.common import (
     fail,
     print_json,
 )
+from infra.local.cli.watch import events_cli
 from sdk import Event
-
-events_cli = typer.Typer(
-    help="What events did: the runs they started, or why they started none.",
-    no_args_is_help=True,
-)
 
 
 @events_cli.command("show")

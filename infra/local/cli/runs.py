@@ -1,6 +1,8 @@
-"""`stepline runs`: list, show (the audit trail), cancel and replay runs.
+"""`stepline runs`: list and show (the audit trail) runs.
 
-A RUN_ID may be any unique start of a run id (`resolve_run_id`).
+A RUN_ID may be any unique start of a run id (`resolve_run_id`). The actions (cancel,
+pause, resume, replay; one run or many) are in infra/local/cli/runs_actions.py, `watch`
+in infra/local/cli/watch.py.
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ from infra.local.cli.common import (
     print_json,
     where,
 )
-from infra.wiring import load_app
 
 
 class StatusChoice(StrEnum):
@@ -37,10 +38,11 @@ class StatusChoice(StrEnum):
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
+    PAUSED = "PAUSED"
 
 
 runs_cli = typer.Typer(
-    help="Inspect and manage runs: list, show (the audit trail), cancel, replay.",
+    help="Inspect and manage runs: list, show, watch, cancel, pause, resume, replay.",
     no_args_is_help=True,
 )
 
@@ -154,77 +156,3 @@ def runs_show(
         )
     else:
         render.show(render.timeline(view, steps, running))
-
-
-@runs_cli.command("cancel")
-@errors
-def runs_cancel(
-    run_id: str = typer.Argument(..., help="The run id, or a unique start of it."),
-    reason: str = typer.Option("cancelled from the CLI", "--reason", help="Recorded on the run."),
-    endpoint: str | None = EndpointOption,
-    region: str | None = RegionOption,
-    prefix: str = PrefixOption,
-    as_json: bool = JsonOption,
-) -> None:
-    """Cancel a run: it runs no further step; its waits and timers are withdrawn."""
-    connection = connect(endpoint, region, prefix)
-    run_id = resolve_run_id(connection, run_id)
-    try:
-        cancelled = connection.services().lifecycle.cancel(run_id, reason)
-    except KeyError:
-        _load_run(connection, run_id)  # exits with the not-found message
-        raise
-    status = _load_run(connection, run_id).run.status.value
-    if as_json:
-        print_json({"run_id": run_id, "cancelled": cancelled, "status": status})
-    elif cancelled:
-        typer.echo(f"cancelled {run_id}")
-    else:
-        typer.echo(f"{run_id} had already finished ({status}); nothing to cancel")
-
-
-@runs_cli.command("replay")
-@errors
-def runs_replay(
-    run_id: str = typer.Argument(
-        ...,
-        help="A finished run (COMPLETED, FAILED or CANCELLED): its id, or a unique start of it.",
-    ),
-    from_step: str | None = typer.Option(
-        None,
-        "--from-step",
-        help="Keep the recorded results of the steps before this one; re-run it and the rest.",
-    ),
-    app: str = typer.Option(..., "--app", envvar="STEPLINE_APP", help="MODULE:APP of the run."),
-    endpoint: str | None = EndpointOption,
-    region: str | None = RegionOption,
-    prefix: str = PrefixOption,
-    as_json: bool = JsonOption,
-) -> None:
-    """Re-run a finished run as a new run, with the same event.
-
-    The workers (`stepline dev`, `stepline worker` or the deployed engine) execute it.
-    """
-    application = load_app(app)
-    connection = connect(endpoint, region, prefix)
-    run_id = resolve_run_id(connection, run_id)
-    original = _load_run(connection, run_id).run
-    workflow = application.get(original.workflow_id)
-    if workflow is None:
-        fail(
-            Exit.CONFIG,
-            f"app {application.name!r} has no workflow {original.workflow_id!r} (run {run_id})",
-        )
-    lifecycle = connection.services(application).lifecycle
-    try:
-        new_id = lifecycle.replay(workflow, run_id, from_step=from_step)
-    except KeyError as error:
-        fail(Exit.NOT_FOUND, str(error.args[0]))
-    except ValueError as error:
-        fail(Exit.REFUSED, str(error))
-    if as_json:
-        print_json({"run_id": new_id, "replay_of": run_id, "from_step": from_step})
-    else:
-        typer.echo(
-            f"replaying {run_id} as {new_id}" + (f" from step {from_step}" if from_step else "")
-        )

@@ -18,6 +18,7 @@ from rich.measure import Measurement
 from rich.panel import Panel
 from rich.text import Text
 
+from engine.settings import HISTORY_WARNING_STEPS
 from engine.views import RunningStep, RunView, StepView
 from infra.local.render.layout import Column, Fields, Rows
 
@@ -31,7 +32,12 @@ STATUS_STYLE = {
     "WAITING": "yellow",
     "RETRYING": "yellow",
     "TIMED_OUT": "bright_black",
+    "STARTED": "cyan",
+    "PAUSED": "blue",
 }
+
+# A map (or parallel) shows this many items; the rest are summed up in one row.
+ITEMS_SHOWN = 20
 
 
 def preview(value: Any, width: int = 60) -> str:
@@ -80,33 +86,93 @@ _STEP_COLUMNS = (
 )
 
 
+def _outcome(step: StepView) -> Text:
+    if step.error is not None:
+        return Text(preview(str(step.error), 70), style="red")
+    if step.kind == "sleep":
+        return Text(f"until {when(step.wake_at)}")
+    if step.kind == "wait_for_event" and step.status in ("WAITING", "TIMED_OUT"):
+        return Text(f"{step.detail}; timeout {when(step.wake_at)}")
+    if step.kind == "invoke" and step.status == "WAITING":
+        return Text(step.detail)
+    if step.kind == "callback":
+        if step.status == "WAITING":
+            # Its id, too long for a column, is printed whole below the table.
+            return Text(
+                f"waiting for its id; {step.detail}" if step.detail else "waiting for its id"
+            )
+        return Text(preview(step.output, 70) + (f" ({step.detail})" if step.detail else ""))
+    if step.kind in ("map", "parallel", "wait_for_condition") and step.detail:
+        return Text(step.detail)
+    return Text(preview(step.output, 70))
+
+
+def _collapsed(steps: Iterable[StepView]) -> list[tuple[int, StepView] | str]:
+    """The steps to show, with their numbers in the audit trail: past ITEMS_SHOWN items
+    of a batch, one line sums the rest up."""
+    shown: list[tuple[int, StepView] | str] = []
+    batches: dict[str, int] = {}  # a batch's position -> items seen
+    hidden: dict[str, dict[str, int]] = {}
+    for number, step in enumerate(steps, start=1):
+        parts = step.position.split(".")
+        prefixes = (".".join(parts[:size]) for size in range(1, len(parts)))
+        batch = next((prefix for prefix in prefixes if prefix in batches), None)
+        if step.kind in ("map", "parallel"):
+            batches[step.position] = 0
+        if batch is not None and len(parts) == batch.count(".") + 2:
+            batches[batch] += 1  # an item's (or branch's) own record
+        if batch is not None and batches[batch] > ITEMS_SHOWN:
+            if len(parts) == batch.count(".") + 2:
+                counts = hidden.setdefault(batch, {})
+                counts[step.status] = counts.get(step.status, 0) + 1
+            continue
+        shown.extend(_flush(hidden, keep_under=step.position))
+        shown.append((number, step))
+    shown.extend(_flush(hidden, keep_under=None))
+    return shown
+
+
+def _flush(hidden: dict[str, dict[str, int]], keep_under: str | None) -> list[str]:
+    lines = []
+    for batch in list(hidden):
+        if keep_under is not None and keep_under.startswith(batch + "."):
+            continue
+        counts = hidden.pop(batch)
+        total = sum(counts.values())
+        text = ", ".join(f"{count} {status.lower()}" for status, count in sorted(counts.items()))
+        lines.append(f"… {total:,} more items ({text}); --json lists every step")
+    return lines
+
+
 def _step_rows(steps: Iterable[StepView], running: RunningStep | None) -> Rows:
     rows: list[list[Text]] = []
     sub_rows: list[bool] = []
-    for number, step in enumerate(steps, start=1):
+    for entry in _collapsed(steps):
+        if isinstance(entry, str):
+            rows.append(
+                [Text(""), Text(entry, style="bright_black"), *(Text("") for _ in range(6))]
+            )
+            sub_rows.append(True)
+            continue
+        number, step = entry
         outcome: Text
         if running is not None and running.step_id == step.id and number == running.number:
             outcome = Text(f"attempt {running.attempt} in progress", style="cyan")
             status = "RUNNING"
         else:
             status = step.status
-            if step.error is not None:
-                outcome = Text(preview(str(step.error), 70), style="red")
-            elif step.kind == "sleep":
-                outcome = Text(f"until {when(step.wake_at)}")
-            elif step.kind == "wait_for_event" and step.status in ("WAITING", "TIMED_OUT"):
-                outcome = Text(f"{step.detail}; timeout {when(step.wake_at)}")
-            elif step.kind == "invoke" and step.status == "WAITING":
-                outcome = Text(step.detail)
-            else:
-                outcome = Text(preview(step.output, 70))
+            outcome = _outcome(step)
         rows.append(
             [
                 Text(str(number)),
-                Text(step.id),
+                Text("  " * step.depth + step.id),
                 Text(step.kind),
                 _status(status),
-                Text(str(step.attempts) if step.kind in ("run", "send_event") else ""),
+                Text(
+                    str(step.attempts)
+                    if step.kind in ("run", "send_event", "wait_for_condition")
+                    else ""
+                ),
                 Text(when(step.started_at)),
                 Text(duration(step.started_at, step.ended_at)),
                 outcome,
@@ -213,6 +279,12 @@ class Timeline:
             )
         if run.parent_run_id:
             lines.append(Fields(f"child of run {run.parent_run_id}"))
+        if run.continued_from:
+            lines.append(Fields(f"continues run {run.continued_from}"))
+        if run.continued_as:
+            lines.append(Fields(f"continued as new run {run.continued_as}"))
+        if run.tenant_id:
+            lines.append(Fields(f"tenant {run.tenant_id}"))
         return lines
 
     def _footer(self) -> list[RenderableType]:
@@ -228,9 +300,21 @@ class Timeline:
             parts.append(Text(f"not started yet: {run.waiting}", style="cyan", overflow="fold"))
         elif run.wake_at is not None:
             parts.append(Text(f"next wake-up: {when(run.wake_at)}", style="yellow"))
+        if len(self.steps) >= HISTORY_WARNING_STEPS:
+            parts.append(
+                Text(
+                    f"this run has {len(self.steps):,} recorded steps: every resume loads "
+                    "and replays them all; carry long-lived work on with "
+                    "ctx.continue_as_new(data)",
+                    style="yellow",
+                    overflow="fold",
+                )
+            )
         for step in self.steps:
             if step.child_run_id:
                 parts.append(Fields(f"step {step.id} invoked run {step.child_run_id}"))
+            if step.callback_id and step.status == "WAITING":
+                parts.append(Fields(f"callback {step.id} is completed with id", step.callback_id))
         return parts + _tracebacks(run, self.steps)
 
     def _parts(self) -> tuple[list[Fields], Rows, list[RenderableType]]:

@@ -1,0 +1,98 @@
+"""No DynamoDB key is shared by all runs of a workflow, all events of a name or all runs
+of a month: such keys are spread over shards, and what reads them merges the shards.
+
+DynamoDB serves about 1,000 write units a second per partition key, so a key every run
+start or every event of a name writes would cap the whole app there. These tests read
+the table as DynamoDB would partition it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import timedelta
+
+from infra.local import LocalRuntime
+from sdk import App, CancelOn, Context, Event
+from tests.conftest import START
+
+
+def _app() -> App:
+    app = App("hot")
+
+    @app.workflow("signup", trigger="user/signed-up", cancel_on=[CancelOn("user/left")])
+    def signup(ctx: Context) -> str:
+        got = ctx.step.wait_for_event("any-approval", event="ops/approved", timeout="1d")
+        return "approved" if got else "timed out"
+
+    return app
+
+
+def _partition_keys(rt: LocalRuntime, index: str | None = None) -> Counter[str]:
+    """How many items each partition key holds (of the table, or of an index)."""
+    keys: Counter[str] = Counter()
+    kwargs = {"TableName": rt.settings.table}
+    if index:
+        kwargs["IndexName"] = index
+    paginator = rt.clients.dynamodb.get_paginator("scan")
+    for page in paginator.paginate(**kwargs):
+        for item in page["Items"]:
+            keys[item["g2pk" if index else "pk"]["S"]] += 1
+    return keys
+
+
+def test_run_starts_events_and_match_less_waits_spread_over_many_keys():
+    with LocalRuntime(_app(), start=START) as rt:
+        # GIVEN 24 runs of one workflow, each waiting without `match` and with a
+        # match-less cancel rule, and 24 events of one name
+        run_ids = [
+            rt.send(Event(name="user/signed-up", data={"user": f"u{i}"}, id=f"s{i}"))[0]
+            for i in range(24)
+        ]
+        for i in range(24):
+            rt.send(Event(name="noise/ping", data={"i": i}, id=f"p{i}"))
+        table = _partition_keys(rt)
+        runs_index = _partition_keys(rt, "runs")
+
+        def spread(prefix: str, counts: Counter[str]) -> tuple[int, int]:
+            mine = {key: n for key, n in counts.items() if key.startswith(prefix)}
+            return len(mine), max(mine.values(), default=0)
+
+        # THEN each of those families of items is spread over many keys, none holding
+        # more than a fraction of them
+        for prefix, counts in (
+            ("RUNS#", runs_index),
+            ("WAIT#ops/approved#*", table),
+            ("CANCEL#signup#0#*", table),
+            ("EVLOG#noise/ping#", table),
+        ):
+            keys, busiest = spread(prefix, counts)
+            assert keys >= 8, f"{prefix}: only {keys} keys"
+            assert busiest <= 8, f"{prefix}: one key holds {busiest} of 24"
+
+        # AND one match-less event still finds every wait across the shards
+        rt.send(Event(name="ops/approved", data={}))
+        assert {rt.run(run_id).output for run_id in run_ids} == {"approved"}
+
+
+def test_listing_merges_the_shards_newest_first_across_months():
+    app = App("hot")
+
+    @app.workflow("noop", trigger="thing/happened")
+    def noop(ctx: Context) -> str:
+        return "done"
+
+    with LocalRuntime(app, start=START) as rt:
+        # GIVEN runs created over two months
+        created = []
+        for i in range(14):
+            created.append(rt.send(Event(name="thing/happened", data={}, id=f"t{i}"))[0])
+            rt.advance(timedelta(days=3))
+        # THEN the newest come first, in order, from every shard and both months
+        listed = rt.runs(limit=5)
+        assert [run.run_id for run in listed] == created[::-1][:5]
+        everything = rt.runs(limit=100)
+        assert [run.run_id for run in everything] == created[::-1]
+        assert len({f"{run.created_at:%Y-%m}" for run in everything}) >= 2
+        # AND a unique prefix of an id still finds its run
+        target = created[7]
+        assert rt.services.store.run_ids_with_prefix(target[:12]) == [target]
