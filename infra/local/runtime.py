@@ -454,11 +454,9 @@ class LocalRuntime(RunControlMixin):
 
     def pending_schedules(self) -> list[str]:
         """Names of the Scheduler schedules not yet fired (long timers)."""
-        group = self.settings.schedule_group
-        return [
-            s["Name"]
-            for s in self.clients.scheduler.list_schedules(GroupName=group).get("Schedules", [])
-        ]
+        return lambda_service.list_schedule_names(
+            self.clients.scheduler, group=self.settings.schedule_group
+        )
 
 
 def _is_json(text: str) -> bool:
