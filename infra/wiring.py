@@ -57,7 +57,8 @@ class LazyWorkQueue:
 
 class LazyTimers:
     """The Timers port, built on its first timer: only then are an SQS and a Scheduler
-    client created (the trigger function never creates a Scheduler client)."""
+    client created (the trigger function creates one only for a flow control's timer over
+    15 minutes, engine/flow/)."""
 
     def __init__(self, build: Callable[[], Timers]) -> None:
         self._build = build
