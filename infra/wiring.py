@@ -57,8 +57,7 @@ class LazyWorkQueue:
 
 class LazyTimers:
     """The Timers port, built on its first timer: only then are an SQS and a Scheduler
-    client created (the trigger function creates one only for a flow control's timer over
-    15 minutes, engine/flow/)."""
+    client created (the trigger function arms timers only for flow controls, engine/flow/)."""
 
     def __init__(self, build: Callable[[], Timers]) -> None:
         self._build = build
