@@ -197,8 +197,8 @@ def test_a_backlog_is_woken_run_by_run_not_polled():
     nested = Nested()
     with LocalRuntime(app_with(nested, Concurrency(limit=1)), start=START) as rt:
         nested.rt = rt
-        # GIVEN thirty orders arriving while one run holds the only slot
-        backlog = 30
+        # GIVEN fifteen orders arriving while one run holds the only slot
+        backlog = 15
         nested.during["o0"] = [order(f"o{n}") for n in range(1, backlog + 1)]
         rt.send(order("o0"))
         # THEN all ran, one at a time, in the order they arrived

@@ -31,7 +31,7 @@ LIMIT = 2
 
 
 def test_concurrency_holds_and_slots_free_themselves_when_workers_are_killed(tmp_path):
-    runs, kills = (60, 8) if full_size() else (18, 3)
+    runs, kills = (60, 8) if full_size() else (12, 2)
     rng = random.Random(11)
     workers: list[Process] = []
     killed: list[tuple[int, float]] = []  # (pid, when)
