@@ -33,7 +33,7 @@ from engine.errors import PermanentError, TransientError
 from engine.model import EventOutcome, RunRecord
 from engine.operator_model import EventEffect, WorkflowControl
 from infra.dynamo_index import IndexItems, event_log_pks
-from infra.dynamo_table import EVENT_SK, RUN_SK, n, run_pk, s
+from infra.dynamo_table import EVENT_SK, RUN_SK, month_of, n, run_pk, s
 from infra.resources import TTL_ATTRIBUTE
 from sdk import Event
 
@@ -230,11 +230,11 @@ class OperatorItems(IndexItems):
             if since
             else None
         )
-        noted = set(self._months_with_runs(months, top))
+        noted = {month_of(start) for start in self._months_with_runs(months, top)}
         for _ in range(months):
             if first is not None and month < first:
                 return
-            if month not in noted:
+            if month_of(month) not in noted:
                 month = (month - timedelta(days=1)).replace(day=1)
                 continue
             condition = ""

@@ -274,6 +274,18 @@ def test_timers_fire_wakes_a_sleeping_run_now_and_runs_watch_follows_it(dev, ste
     finally:
         watch.close()
     assert stored_status(dev, nap) == "COMPLETED"
+    # AND watching a run that goes on ends with Ctrl-C, exit 0
+    other = started(stepline, dev, "test/nap")
+    eventually(lambda: stored_status(dev, other) == "SLEEPING")
+    watching = Process(
+        [sys.executable, "-m", "infra.local.cli", "runs", "watch", other, "--interval", "0.2", *at],
+        cli_env(tmp_path),
+    )
+    try:
+        watching.wait_for("SLEEPING", timeout=30)
+        assert watching.interrupt() == 0
+    finally:
+        watching.close()
     nothing = stepline("timers", "fire", nap, *at)
     assert "has no pending sleep" in nothing.stdout
     refused = stepline(

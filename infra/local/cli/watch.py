@@ -73,6 +73,9 @@ def runs_watch(
                 typer.echo(f"stopped watching {run_id}: it is still {loaded.run.status}", err=True)
                 break
             time.sleep(interval)
+    except KeyboardInterrupt:
+        # Ctrl-C is how watching a run that goes on ends: a normal end, exit 0.
+        typer.echo(f"stopped watching {run_id}", err=True)
     finally:
         if live is not None:
             live.stop()
