@@ -18,7 +18,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
-from bench import figures, scale
+from bench import figures, flow, scale
 from bench.dbos_peer import TMPFS, dbos_peer, filesystem_of
 
 
@@ -40,6 +40,8 @@ class Sizes:
     steps: int = 100
     few_steps: int = 10
     gate_steps: int = 50
+    flow_starts: int = 20
+    throttle_minutes: int = 60
 
 
 QUICK = Sizes(
@@ -51,6 +53,8 @@ QUICK = Sizes(
     cold_trials=11,
     cost_segments=6,
     mix_inline=10,
+    flow_starts=10,
+    throttle_minutes=10,
     resume_cpu_steps=10_000,
     resume_cpu_trials=3,
     hol_step_s=3.0,
@@ -90,6 +94,8 @@ SMOKE = Sizes(
     steps=5,
     few_steps=2,
     gate_steps=5,
+    flow_starts=1,
+    throttle_minutes=2,
 )
 
 # (key, goal text, test of the goal) for the headline figures.
@@ -117,12 +123,17 @@ GOALS: list[tuple[str, str, Any]] = [
     ("scale_model", "no key > 1,000 WCU/s or 3,000 RCU/s", lambda v: v["goal_met"] is True),
     ("cold_start_ratio", "<= 1.3", lambda v: v <= 1.3),
     ("dbos_ratio", "< 0.9", lambda v: v < 0.9),
+    ("throttle_max_starts_per_period", "<= 10", lambda v: v <= 10),
+    ("throttle_min_starts_per_backlogged_period", "== 10", lambda v: v == 10),
     ("dbos_ratio_tmpfs", "< 0.9", lambda v: v < 0.9),
 ]
 
 
-def run(sizes: Sizes, *, with_dbos: bool = True, progress: Any = None) -> dict[str, Any]:
-    """Measure every figure at `sizes`; returns the flat JSON object."""
+def run(
+    sizes: Sizes, *, with_dbos: bool = True, with_flow: bool = True, progress: Any = None
+) -> dict[str, Any]:
+    """Measure every figure at `sizes` (the flow-control ones unless `with_flow` is
+    False); returns the flat JSON object."""
 
     def say(text: str) -> None:
         if progress is not None:
@@ -229,12 +240,32 @@ def run(sizes: Sizes, *, with_dbos: bool = True, progress: Any = None) -> dict[s
     result["cold_start_ratio"] = cold["cold_start_ratio"]
     result["cold_start"] = cold
 
+    if with_flow:
+        result.update(flow_figures(sizes, say))
+
     result["machine"] = {
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "platform": platform.platform(),
     }
     result["wall_seconds"] = time.perf_counter() - started
+    return result
+
+
+def flow_figures(sizes: Sizes, say: Any = print) -> dict[str, Any]:
+    """The flow-control figures (bench/flow.py)."""
+    result: dict[str, Any] = {}
+    say("flow control: cost per run start")
+    starts = flow.start_cost(starts=sizes.flow_starts)
+    result["flow_start_cost"] = starts
+
+    say("flow control: throttle accuracy")
+    throttle = flow.throttle_accuracy(minutes=sizes.throttle_minutes)
+    result["throttle_max_starts_per_period"] = throttle["max_starts_per_period"]
+    result["throttle_min_starts_per_backlogged_period"] = throttle[
+        "min_starts_per_backlogged_period"
+    ]
+    result["throttle"] = throttle
     return result
 
 
@@ -298,6 +329,12 @@ def table(result: dict[str, Any]) -> Any:
         "gate_reads_per_step": f"{result['step_gate']['gate_reads']} GetItem over "
         f"{result['step_gate']['steps']} steps of {result['step_gate']['step_ms']:.0f} ms",
     }
+    if "throttle" in result:
+        throttle = result["throttle"]
+        notes["throttle_max_starts_per_period"] = (
+            f'Throttle(limit=10, period="1m"), {throttle["events"]} events over '
+            f"{throttle['minutes']} virtual minutes, {throttle['started']} started"
+        )
     notes["resume_cpu_ratio"] = (
         f"CPU {result['resume_cpu']['engine_cpu_ms']:.0f} ms vs Query "
         f"{result['resume_cpu']['query_cpu_ms']:.0f} ms, played-back responses"
@@ -328,6 +365,36 @@ def table(result: dict[str, Any]) -> Any:
     return grid
 
 
+def flow_table(result: dict[str, Any]) -> Any:
+    """Per run start, by flow control, against none."""
+    from rich.table import Table
+
+    grid = Table(title="Flow control: per run start (one-step workflow; keys distinct per event)")
+    for column in (
+        "control",
+        "requests",
+        "+requests",
+        "WCU",
+        "RCU",
+        "invocations",
+        "$/M starts",
+        "+$/M",
+    ):
+        grid.add_column(column, justify="left" if column == "control" else "right")
+    for control, entry in result["flow_start_cost"]["by_control"].items():
+        grid.add_row(
+            control,
+            _fmt(entry["requests"]),
+            _fmt(entry["extra_requests"]),
+            _fmt(entry["wcu"]),
+            _fmt(entry["rcu"]),
+            _fmt(entry["invocations"]),
+            _fmt(entry["usd_per_million_starts"]),
+            _fmt(entry["extra_usd_per_million_starts"]),
+        )
+    return grid
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer trials (2-4 minutes)")
@@ -348,6 +415,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     result["mode"] = "quick" if args.quick else "full"
     console.print(table(result))
+    if "flow_start_cost" in result:
+        console.print(flow_table(result))
     console.print(f"wall time {result['wall_seconds']:.0f} s on {result['machine']['cpus']} cores")
     if args.json:
         sys.stdout.write(json.dumps(result, default=str) + "\n")

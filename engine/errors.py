@@ -28,6 +28,8 @@
     │   └── InvalidRequestError  the service refused the request as invalid
     ├── RunConflict              a lost compare-and-set on the run item (carries the run)
     ├── StepConflict             a lost compare-and-set on a step (carries what is stored)
+    ├── FlowConflict             a flow commit refused (engine/flow/ports.py): which of its
+    │                            changes failed their expectations; nothing was written
     ├── OperationFailure         an operation's own failure, recorded on its step under the
     │   │                        class's name (StepError.error_type)
     │   ├── StepTimeoutError     an attempt ran past the step's `timeout` (the retry
@@ -196,6 +198,19 @@ class StepConflict(Exception):
         self.current = current
 
 
+class FlowConflict(Exception):
+    """A flow commit wrote nothing: the changes at `failed` (their indexes) did not meet
+    their expectations. For a failed `CreateRun` the run exists; for a failed `WriteRun`,
+    `runs` holds the stored run when the store returned it."""
+
+    def __init__(
+        self, failed: tuple[int, ...], runs: dict[int, RunRecord | None] | None = None
+    ) -> None:
+        super().__init__(f"flow commit refused at changes {list(failed)}")
+        self.failed = failed
+        self.runs = runs or {}
+
+
 class OperationFailure(Exception):
     """An operation's own failure; its class name is the recorded `ErrorInfo.type`."""
 
@@ -251,3 +266,5 @@ class ErrorType:
     CANCELLED: Final = "Cancelled"
     #: A failure recorded without a description (a record from outside the engine).
     UNKNOWN: Final = "Error"
+    #: A flow control's key expression could not be evaluated on a run's event.
+    FLOW_KEY: Final = "FlowKeyError"

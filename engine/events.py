@@ -25,6 +25,7 @@ from typing import Literal, TypeVar
 
 from engine.cron import start_tick_runs
 from engine.errors import PermanentError, TransientError
+from engine.flow.admission import Admission
 from engine.ids import waiter_key
 from engine.lifecycle import Lifecycle
 from engine.logcontext import bind, redacting, remember
@@ -73,6 +74,8 @@ class EventRouter:
         self.ports = ports
         self.lifecycle = lifecycle
         self.settings = settings
+        # Idempotency, rate limits, batching, debounce, singletons (engine/flow/).
+        self.admission = Admission(ports, lifecycle, settings)
 
     def matching_workflows(self, event: Event) -> list[str]:
         """Ids of the workflows this event starts (each at most once)."""
@@ -86,10 +89,14 @@ class EventRouter:
     def trigger(self, event: Event) -> list[str]:
         """Start one run per workflow whose trigger matches; returns the run ids.
 
+        A workflow with flow controls admits the event through them (engine/flow/): it
+        may start a run, join a batch or a debounced run, or be refused (rate limited, a
+        duplicate by idempotency, skipped by a singleton, a key expression that failed).
         Then records what the event did (`EventOutcome`: the runs it started, those its
-        id had already started, or why it started none) with one write, whatever the
-        number of runs, for `stepline send` and anyone who asks later. A Cron's tick
-        (`stepline/cron`) starts the runs of its workflows instead (engine/cron.py).
+        id had already started, what the flow controls did, or why it started none) with
+        one write, whatever the number of runs, for `stepline send` and anyone who asks
+        later. A Cron's tick (`stepline/cron`) starts the runs of its workflows instead
+        (engine/cron.py).
         """
         bind(event_id=event.id)
         now = self.ports.clock.now()
@@ -100,14 +107,30 @@ class EventRouter:
         started: list[str] = []
         existing: list[str] = []
         run_ids: list[str] = []
+        controlled: list[SkippedWorkflow] = []
         workflow_ids = self.matching_workflows(event)
         for workflow_id in workflow_ids:
             workflow = self.app.get(workflow_id)
             assert workflow is not None
-            result = self.lifecycle.start(workflow, event)
-            (started if result.created else existing).append(result.run_id)
-            run_ids.append(result.run_id)
-        skipped = self._skipped(event, workflow_ids)
+            if not workflow.flow.any:
+                result = self.lifecycle.start(workflow, event)
+                (started if result.created else existing).append(result.run_id)
+                run_ids.append(result.run_id)
+                continue
+            admitted = self.admission.admit(workflow, event)
+            if admitted.kind in ("started", "existing") and admitted.run_id is not None:
+                (started if admitted.kind == "started" else existing).append(admitted.run_id)
+                run_ids.append(admitted.run_id)
+            else:
+                controlled.append(
+                    SkippedWorkflow(
+                        workflow_id=workflow.id,
+                        reason=admitted.reason or admitted.kind,
+                        control=admitted.control,
+                        run_id=admitted.run_id,
+                    )
+                )
+        skipped = controlled + self._skipped(event, workflow_ids)
         reason = None if workflow_ids else self._why_nothing(event, skipped)
         self._record(event, now, started, existing, skipped, reason)
         return run_ids

@@ -82,6 +82,7 @@ class Interpreter:
             "workflow_id": self.workflow.id,
             "logger": session.logger,
             "attempt": current_attempt,
+            "events": session.loaded.batch,
             "continue_as_new": session.continue_as_new,
             "patches": Patches(session),
         }

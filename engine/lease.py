@@ -6,7 +6,8 @@ invocation works, `LeaseKeeper`:
 - renews the lease every third of its duration from a background thread, so a lease
   outlives a long step but not its holder (a killed holder stops renewing, and the lease
   expires a `lease_duration` later); each renewal also notes the step now executing, for
-  `runs show`. Renewals never change the run's version, so they cost the holder nothing
+  `runs show`, and renews what lives as long as the lease (`renew_also`: the run's
+  concurrency slots, engine/flow/slots.py). Renewals never change the run's version, so they cost the holder nothing
   at its final write.
 - answers the step gate (`check`), which the session calls before any new step
   starts. The gate looks at the run item again when its last look is older than
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from datetime import datetime
 
 from engine.errors import PermanentError, RunConflict, RunHalted, TransientError
@@ -37,7 +39,13 @@ class LeaseKeeper:
     """Renews one invocation's lease and gates its new steps; see the module docstring."""
 
     def __init__(
-        self, store: RunStore, clock: Clock, run: RunRecord, settings: EngineSettings
+        self,
+        store: RunStore,
+        clock: Clock,
+        run: RunRecord,
+        settings: EngineSettings,
+        *,
+        renew_also: Callable[[datetime], None] | None = None,
     ) -> None:
         assert run.lease is not None
         self._store = store
@@ -45,6 +53,8 @@ class LeaseKeeper:
         self._run_id = run.run_id
         self._lease = run.lease
         self._settings = settings
+        # What else lives as long as the lease (the run's concurrency slots, engine/flow/).
+        self._renew_also = renew_also
         self._lock = threading.Lock()
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
@@ -103,6 +113,8 @@ class LeaseKeeper:
         if current is None:
             with self._lock:
                 self._lease = lease
+            if self._renew_also is not None:
+                self._renew_also(lease.expires_at)
             return
         self._note(current)
 

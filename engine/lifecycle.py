@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 from engine.control import WorkflowHolds, held_at_start
 from engine.errors import ErrorType, RunConflict, StepConflict
+from engine.flow.model import RunFlow
 from engine.ids import StepKey, continued_run_id, failure_run_id, replay_run_id, run_id_for
 from engine.matching import subscription_key_for
 from engine.model import (
@@ -68,16 +69,22 @@ class Lifecycle:
         *,
         run_id: str | None = None,
         parent: ParentRef | None = None,
+        flow: RunFlow | None = None,
+        start_delay: int = 0,
         continued_from: str | None = None,
         tenant_id: str | None = None,
     ) -> StartedRun:
-        """`start_run`, also saying whether this call created the run or it existed."""
+        """`start_run`, also saying whether this call created the run or it existed.
+
+        `flow` is the run's flow-control state (engine/flow/), `start_delay` how many
+        seconds its start message waits (a negative priority).
+        """
         now = self.ports.clock.now()
         if event.ts is None:
             event = event.model_copy(update={"ts": now})
         run_id = run_id or run_id_for(workflow.id, event.id)
-        run = self._held_if_paused(
-            _queued_run(
+        run = self.held_if_paused(
+            queued_run(
                 run_id,
                 workflow,
                 event,
@@ -86,16 +93,19 @@ class Lifecycle:
                 secret=self.ports.clock.token(),
                 continued_from=continued_from,
                 tenant_id=tenant_id,
+                flow=flow,
             )
         )
-        subscriptions = self._subscriptions(workflow, run_id, event, now)
+        subscriptions = self.subscriptions(workflow, run_id, event, now)
         existing = self.ports.store.create_run(run, event, subscriptions)
         if existing is None:
             log.info("started run %s of %s for event %s", run_id, workflow.id, event.id)
         if (existing or run).status is RunStatus.QUEUED:
             # Also re-sent for a run that exists but never started: the first attempt
             # may have crashed between creating it and enqueuing.
-            self.ports.queue.enqueue(WorkMessage(run_id=run_id, reason="start"))
+            self.ports.queue.enqueue(
+                WorkMessage(run_id=run_id, reason="start"), delay_seconds=start_delay
+            )
         return StartedRun(run_id, created=existing is None)
 
     def continue_as_new(self, workflow: Workflow, loaded: LoadedRun, data: dict[str, Any]) -> str:
@@ -118,15 +128,16 @@ class Lifecycle:
         if run is not None and run.status is RunStatus.QUEUED:
             self.ports.queue.enqueue(WorkMessage(run_id=run_id, reason="start"))
 
-    def _held_if_paused(self, run: RunRecord) -> RunRecord:
+    def held_if_paused(self, run: RunRecord) -> RunRecord:
         if not self.holds.held(run.workflow_id):
             return run
         log.info("run %s is held: workflow %s is paused", run.run_id, run.workflow_id)
         return held_at_start(run, run.created_at, None)
 
-    def _subscriptions(
+    def subscriptions(
         self, workflow: Workflow, run_id: str, event: Event, now: datetime
     ) -> list[CancelSubscription]:
+        """The cancel_on rules a new run of `workflow` for `event` registers."""
         subscriptions = []
         for index, rule in enumerate(workflow.cancel_on):
             key = subscription_key_for(workflow.id, index, rule, event)
@@ -205,8 +216,8 @@ class Lifecycle:
         now = self.ports.clock.now()
         new_id = replay_run_id(run_id, workflow.id, now.isoformat())
         event = loaded.event
-        run = self._held_if_paused(
-            _queued_run(
+        run = self.held_if_paused(
+            queued_run(
                 new_id,
                 workflow,
                 event,
@@ -220,7 +231,7 @@ class Lifecycle:
         # invisible rather than running without the steps it should keep.
         for step in kept:
             store.put_step(new_id, step, expected=None)
-        store.create_run(run, event, self._subscriptions(workflow, new_id, event, now))
+        store.create_run(run, event, self.subscriptions(workflow, new_id, event, now))
         if run.status is RunStatus.QUEUED:
             self.ports.queue.enqueue(WorkMessage(run_id=new_id, reason="start"))
         log.info("replaying run %s as %s (kept %d steps)", run_id, new_id, len(kept))
@@ -414,7 +425,7 @@ class Lifecycle:
         return False
 
 
-def _queued_run(
+def queued_run(
     run_id: str, workflow: Workflow, event: Event, now: datetime, **extra: Any
 ) -> RunRecord:
     """A new run of `workflow` for `event`, waiting for its first invocation."""

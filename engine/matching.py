@@ -88,6 +88,11 @@ def _holds(expression: Expression, *, event: Event, incoming: Event | None, what
         return False
 
 
+def condition_holds(expression: Expression, event: Event, *, what: str) -> bool:
+    """An `if_` over `event` alone (a batch's condition); an error counts as False, logged."""
+    return _holds(expression, event=event, incoming=None, what=what)
+
+
 def trigger_matches(trigger: Trigger, event: Event, *, workflow: str = "?") -> bool:
     if trigger.event != event.name:
         return False

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from engine.flow.model import RunFlow
 from engine.ids import StepKey
 from sdk import Event
 
@@ -334,6 +335,8 @@ class RunRecord(_Record):
     # When the latest invocation claimed the run. A sleep whose wake time is later was
     # never passed: a run cancelled before its timer was handled did not sleep through it.
     invoked_at: datetime | None = None
+    # Its flow controls' keys and state (engine/flow/); None for a run without any.
+    flow: RunFlow | None = None
     # While PAUSED: when, why and from what (engine/control.py).
     pause: PauseInfo | None = None
 
@@ -372,7 +375,8 @@ class CancelSubscription(_Record):
 
 
 # "lease": look again at a run whose lease a live invocation held (see engine/runner.py).
-WorkReason = Literal["start", "timer", "event", "continue", "child", "lease"]
+# "flow": a concurrency slot was handed to the run, or its queue's safety timer fired.
+WorkReason = Literal["start", "timer", "event", "continue", "child", "lease", "flow"]
 
 
 class WorkMessage(_Record):
@@ -404,10 +408,17 @@ class Delivery:
 
 
 class SkippedWorkflow(_Record):
-    """A workflow an event is named for but did not start, and why."""
+    """A workflow an event is named for but did not start, and why.
+
+    `control` names the flow control that decided (rate_limit, idempotency, debounce,
+    batch_events, singleton, or "key" when a key expression failed), and `run_id` the
+    run concerned: the one the event was debounced or batched into, or duplicated.
+    """
 
     workflow_id: str
     reason: str
+    control: str | None = None
+    run_id: str | None = None
 
 
 class EventOutcome(_Record):
@@ -440,17 +451,22 @@ class EventOutcome(_Record):
         prior = set(previous.run_ids) if previous is not None else set()
         started = tuple(run_id for run_id in self.started if run_id not in prior)
         existing = tuple(run_id for run_id in self.run_ids if run_id not in started)
+        text = ""
         if started:
             text = f"started {_runs(started)}"
             if existing:
                 text += f"; {_runs(existing)} already existed for this event id"
-            return text
+        controlled = "; ".join(
+            f"{entry.workflow_id}: {entry.reason}" for entry in self.skipped if entry.control
+        )
+        if started:
+            return text + (f"; {controlled}" if controlled else "")
         if existing:
             return (
                 f"started nothing new: event id {self.event_id!r} is a duplicate; it had "
                 f"already started {_runs(existing)}"
-            )
-        return f"started nothing: {self.reason or 'no workflow matched'}"
+            ) + (f"; {controlled}" if controlled else "")
+        return f"started nothing: {self.reason or controlled or 'no workflow matched'}"
 
 
 def _runs(run_ids: tuple[str, ...]) -> str:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from engine.flow.ports import FlowStore
 from engine.ids import StepKey
 from engine.model import (
     CancelSubscription,
@@ -60,7 +61,8 @@ class Stored:
 class LoadedRun:
     """A run as one Query returns it: the run, its trigger event, steps and subscriptions.
 
-    `revisions` holds the store's revision of each of `steps`, by the same keys.
+    `revisions` holds the store's revision of each of `steps`, by the same keys. `batch`
+    holds the events of a batched run in order (`ctx.events`; empty for other runs).
     """
 
     run: RunRecord
@@ -68,6 +70,7 @@ class LoadedRun:
     steps: dict[StepKey, StepRecord] = field(default_factory=dict)
     subscriptions: list[CancelSubscription] = field(default_factory=list)
     revisions: dict[StepKey, Revision] = field(default_factory=dict)
+    batch: list[Event] = field(default_factory=list)
 
     def stored(self, key: StepKey) -> Stored | None:
         """The step at `key` with its revision, or None if none is recorded there."""
@@ -240,7 +243,8 @@ class EventBus(Protocol):
 
 @dataclass(frozen=True)
 class Ports:
-    """Everything the engine talks to. One DynamoDB adapter usually plays the first three."""
+    """Everything the engine talks to. One DynamoDB adapter usually plays the store, the
+    index, the event log and the flow store."""
 
     store: RunStore
     index: MatchIndex
@@ -249,3 +253,4 @@ class Ports:
     timers: Timers
     bus: EventBus
     clock: Clock
+    flow: FlowStore

@@ -148,6 +148,7 @@ def check_run(app: App, loaded: LoadedRun, *, now: datetime) -> Verdict:
         timers=nothing,
         bus=nothing,
         clock=ManualClock(instant),
+        flow=nothing,
     )
     settings = EngineSettings()
     interpreter = Interpreter(

@@ -48,6 +48,7 @@ from engine.errors import (
     StepOutputError,
     TransientError,
 )
+from engine.flow.gate import FlowGate, Holding, Prepared
 from engine.interpreter import Interpreter
 from engine.lease import LeaseKeeper
 from engine.lifecycle import Lifecycle
@@ -65,7 +66,7 @@ from engine.outcomes import Abandoned, Completed, ContinuedAsNew, Failed, Outcom
 from engine.plugins import Plugins
 from engine.ports import LoadedRun, Ports
 from engine.settings import HISTORY_WARNING_STEPS, EngineSettings
-from sdk import App
+from sdk import App, Workflow
 
 log = logging.getLogger("stepline.engine")
 
@@ -94,6 +95,8 @@ class Runner:
         self.ports = ports
         self.settings = settings or EngineSettings()
         self.lifecycle = Lifecycle(ports)
+        # Flow controls: timeouts, the start controls, concurrency slots (engine/flow/).
+        self.flow = FlowGate(ports, self.lifecycle, self.settings)
         # Names this engine instance in the leases it takes. infra passes a random token
         # (a Lambda's pid is the same in every container); tests get a distinct default.
         self.holder = holder or f"{os.getpid()}-{next(_runners)}"
@@ -143,9 +146,12 @@ class Runner:
             )
         _remember_run(loaded, self.settings)
         now = self.ports.clock.now()
+        if self.flow.cancel_if_overdue(loaded, now):
+            return
         admission = self._admit(run, message, delivery, now)
         if admission is Admission.DROP:
             log.debug("run %s is %s; nothing to do for %s", run.run_id, run.status, message.reason)
+            self.flow.on_stray(run, self.app.get(run.workflow_id), message)
             return
         if admission is Admission.REARM:
             assert run.wake_at is not None
@@ -179,6 +185,9 @@ class Runner:
             and self.lifecycle.cancel_started_run_if_event_seen(loaded, workflow)
         ):
             return
+        prepared = self.flow.prepare(loaded, workflow, message, now)
+        if prepared is None:
+            return  # it waits for a flow control (engine/flow/gate.py)
         claimed = run.model_copy(
             update={
                 "status": RunStatus.RUNNING,
@@ -192,6 +201,7 @@ class Runner:
                 ),
                 "last_message_id": delivery.message_id,
                 "invoked_at": now,
+                **prepared.update,
             }
         )
         # Registered as live before the claim is written: a delivery in this process that
@@ -201,27 +211,69 @@ class Runner:
             self._live[claim] += 1
         try:
             try:
-                self.ports.store.write_run(claimed, expected_version=run.version)
+                self.flow.claim(loaded, claimed, prepared)
             except RunConflict:
                 log.debug("run %s changed before it could be claimed; leaving it", run.run_id)
                 return
             loaded.run = claimed
+            holding = self._flow_start(loaded, workflow, run, prepared, delivery)
+            if holding is None:
+                return
             plugins = Plugins.of(
                 self.app.plugins,
                 run_id=run.run_id,
                 workflow_id=run.workflow_id,
                 first=first_invocation,
             )
-            with LeaseKeeper(self.ports.store, self.ports.clock, claimed, self.settings) as keeper:
-                if plugins is None:
-                    self._advance(loaded, delivery, remaining_time, keeper, None)
-                else:
-                    self._advance_reported(loaded, delivery, remaining_time, keeper, plugins)
+            with LeaseKeeper(
+                self.ports.store,
+                self.ports.clock,
+                claimed,
+                self.settings,
+                renew_also=holding.renew,
+            ) as keeper:
+                try:
+                    if plugins is None:
+                        self._advance(loaded, delivery, remaining_time, keeper, None)
+                    else:
+                        self._advance_reported(loaded, delivery, remaining_time, keeper, plugins)
+                except Exception:
+                    holding.release()
+                    raise
+            # Also when it suspended: a run that sleeps or waits holds no slot.
+            holding.release()
         finally:
             with self._live_lock:
                 self._live[claim] -= 1
                 if not self._live[claim]:
                     del self._live[claim]
+
+    def _flow_start(
+        self,
+        loaded: LoadedRun,
+        workflow: Workflow | None,
+        before: RunRecord,
+        prepared: Prepared,
+        delivery: Delivery,
+    ) -> Holding | None:
+        """After the claim: what the start controls changed, then the concurrency slots.
+        None when the run does not go on now (it failed, or waits for a slot)."""
+        if prepared.event is not None:
+            loaded.event = prepared.event
+        if prepared.batch_size is not None and len(loaded.batch) < prepared.batch_size:
+            # Events that joined between the load and the seal.
+            reloaded = self.ports.store.load(loaded.run.run_id)
+            if reloaded is not None:
+                loaded.batch = reloaded.batch
+        if prepared.fail is not None:
+            self._apply(loaded, Failed(prepared.fail))
+            return None
+        holding = self.flow.acquire(loaded, workflow, before)
+        flow = loaded.run.flow
+        newly_due = before.flow is None or before.flow.finish_by is None or delivery.is_redelivery
+        if holding is not None and flow is not None and flow.finish_by is not None and newly_due:
+            self.ports.timers.arm(loaded.run.run_id, flow.finish_by)
+        return holding
 
     def _admit(
         self, run: RunRecord, message: WorkMessage, delivery: Delivery, now: datetime
@@ -460,6 +512,7 @@ class Runner:
                 self.ports.timers.arm(run.run_id, run.wake_at)
         elif run.status.terminal:
             self.ports.store.delete_subscriptions(loaded.subscriptions)
+            self.flow.finished(run)
             if run.continued_as is not None:
                 # Its continuation carries its parent, which the last run of the chain
                 # notifies; here only make sure the continuation got its start message.

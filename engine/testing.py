@@ -23,6 +23,7 @@ from typing import Any
 from engine.clock import ManualClock
 from engine.errors import RunConflict, StepConflict
 from engine.events import EventRouter
+from engine.flow.memory import InMemoryFlowStore
 from engine.ids import StepKey
 from engine.model import (
     CancelSubscription,
@@ -58,6 +59,8 @@ class InMemoryStore:
         self.log: list[Event] = []
         self.keyed_log: dict[str, list[Event]] = {}
         self.outcomes: dict[str, tuple[EventOutcome, datetime]] = {}
+        # run id -> position -> event, for batched runs (engine/flow/memory.py adds them).
+        self.batch_events: dict[str, dict[int, Event]] = {}
         self.controls: dict[str, WorkflowControl] = {}
         self.effects: dict[tuple[str, str], EventEffect] = {}
         self.step_writes = 0
@@ -76,6 +79,7 @@ class InMemoryStore:
                 steps={record.key: record for record in steps.values()},
                 subscriptions=list(self.subscriptions.get(run_id, [])),
                 revisions={steps[text].key: revision for text, revision in revisions.items()},
+                batch=[event for _, event in sorted(self.batch_events.get(run_id, {}).items())],
             )
 
     def get_run(self, run_id: str) -> RunRecord | None:
@@ -330,6 +334,7 @@ class FakeCluster:
     ) -> None:
         self.clock = ManualClock(start)
         self.store = InMemoryStore()
+        self.flow = InMemoryFlowStore(self.store)
         self.queue = InMemoryQueue(self.clock)
         self.bus = InMemoryBus()
         ports = Ports(
@@ -340,6 +345,7 @@ class FakeCluster:
             timers=self.queue,
             bus=self.bus,
             clock=self.clock,
+            flow=self.flow,
         )
         if ports_hook is not None:
             ports = ports_hook(ports)

@@ -44,12 +44,17 @@ class RunView:
     event: Event | None = None
     replay_of: str | None = None
     replay_from: str | None = None
+    # Why a QUEUED run has not started: the flow control and key (engine/flow/).
+    waiting: str | None = None
     continued_from: str | None = None
     continued_as: str | None = None
     tenant_id: str | None = None
 
     @classmethod
     def of(cls, run: RunRecord, event: Event | None = None) -> RunView:
+        waiting = None
+        if run.status is RunStatus.QUEUED and run.flow is not None and run.flow.waiting:
+            waiting = run.flow.waiting.describe()
         return cls(
             run_id=run.run_id,
             workflow_id=run.workflow_id,
@@ -66,6 +71,7 @@ class RunView:
             event=event,
             replay_of=run.replay_of,
             replay_from=run.replay_from,
+            waiting=waiting,
             continued_from=run.continued_from,
             continued_as=run.continued_as,
             tenant_id=run.tenant_id,
@@ -87,6 +93,7 @@ class RunView:
             "parent_run_id": self.parent_run_id,
             "replay_of": self.replay_of,
             "replay_from": self.replay_from,
+            "waiting": self.waiting,
             "continued_from": self.continued_from,
             "continued_as": self.continued_as,
         }

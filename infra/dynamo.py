@@ -19,6 +19,8 @@ Item layout (`pk` / `sk`; a record is one JSON attribute `r`, or zlib-compressed
 | the waits it resolved, the runs it cancelled | `EVENT#<sha-256 of its id>` | `RESOLVED`, `CANCELLED` | `ttl`; only when there are some |
 | a workflow's hold | `WORKFLOW#<id>` | `CONTROL` | |
 | event names seen (for the dashboard) | `EVNAMES` | `_` | `names` string set |
+| an event of a batched run | `RUN#<run>` | `BEV#<position>` | |
+| flow-control state: a key's GCRA time, debounce, batch, lock; concurrency slots and queues; what a controlled workflow did with an event | `FLOW#...`, `FLOWQ#...`, `FLOWEV#...` | | see infra/dynamo_flow.py |
 
 The runs index (`runs`, keys only) is keyed `RUNS#<month>#<shard>`.
 
@@ -43,7 +45,8 @@ behind by a crash or a lost race only costs a failed compare-and-set.
 - infra/dynamo_index.py: the waiters and runs indexes, wait paths and the event logs
   (`MatchIndex`, `EventLog`, run listings);
 - infra/dynamo_operator.py: workflow holds, what the waits and cancel handlers did with
-  an event, and the dashboard's browsing reads.
+  an event, and the dashboard's browsing reads;
+- infra/dynamo_flow.py: the flow controls' items (`FlowStore`).
 
 Throttling is retried by botocore (standard mode); what is left becomes
 `TransientError`, and what retrying cannot fix a `PermanentError` (`TableMissing`,
@@ -55,12 +58,13 @@ digests (engine/ids.py), and event ids enter the event log's sort key as digests
 from __future__ import annotations
 
 from engine.errors import TableMissing
+from infra.dynamo_flow import FlowItems
 from infra.dynamo_operator import OperatorItems
 from infra.dynamo_runs import RunItems
 
 
-class DynamoStore(RunItems, OperatorItems):
-    """Implements RunStore, MatchIndex and EventLog on one table."""
+class DynamoStore(RunItems, OperatorItems, FlowItems):
+    """Implements RunStore, MatchIndex, EventLog and FlowStore on one table."""
 
 
 __all__ = ["DynamoStore", "TableMissing"]

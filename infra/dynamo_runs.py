@@ -33,6 +33,7 @@ from engine.model import (
 )
 from engine.ports import LoadedRun, Revision, Stored
 from infra.dynamo_table import (
+    BATCH_PREFIX,
     CANCEL_PREFIX,
     EVENT_SK,
     RUN_SK,
@@ -66,6 +67,7 @@ class RunItems(DynamoTable):
         steps: dict[StepKey, StepRecord] = {}
         revisions: dict[StepKey, Revision] = {}
         subscriptions = []
+        batch: dict[str, Event] = {}
         for item in self._query(
             KeyConditionExpression="pk = :pk",
             ExpressionAttributeValues={":pk": run_pk(run_id)},
@@ -82,10 +84,17 @@ class RunItems(DynamoTable):
                 event = Event.model_validate_json(item["r"]["S"])
             elif sk.startswith(CANCEL_PREFIX):
                 subscriptions.append(CancelSubscription.model_validate_json(item["r"]["S"]))
+            elif sk.startswith(BATCH_PREFIX):
+                batch[sk] = Event.model_validate_json(item["r"]["S"])
         if run is None or event is None:
             return None
         return LoadedRun(
-            run=run, event=event, steps=steps, subscriptions=subscriptions, revisions=revisions
+            run=run,
+            event=event,
+            steps=steps,
+            subscriptions=subscriptions,
+            revisions=revisions,
+            batch=[batch[sk] for sk in sorted(batch)],
         )
 
     def get_event(self, run_id: str) -> Event | None:
@@ -139,7 +148,7 @@ class RunItems(DynamoTable):
             body = s(subscription.model_dump_json(exclude_none=True))
             # The rule in the run's partition (loaded with the run, deleted when it ends)
             # and its entry under its index key (found by the cancelling event).
-            for key in _subscription_keys(subscription):
+            for key in subscription_keys(subscription):
                 items.append({"Put": {"TableName": self._table, "Item": {**key, "r": body}}})
         try:
             self._client.transact_write_items(TransactItems=items)  # type: ignore[arg-type]
@@ -314,7 +323,7 @@ class RunItems(DynamoTable):
         keys: list[dict[str, Any]] = [
             {"DeleteRequest": {"Key": key}}
             for subscription in subscriptions
-            for key in _subscription_keys(subscription)
+            for key in subscription_keys(subscription)
         ]
         for start in range(0, len(keys), 25):
             batch: dict[str, Any] = {self._table: keys[start : start + 25]}
@@ -330,7 +339,7 @@ class RunItems(DynamoTable):
                 raise TransientError("DynamoDB kept returning unprocessed deletes")
 
 
-def _subscription_keys(subscription: CancelSubscription) -> list[Item]:
+def subscription_keys(subscription: CancelSubscription) -> list[Item]:
     """Keys of a cancel rule's two items: in its run's partition, and its index entry."""
     rule = f"{subscription.index:03d}"
     return [

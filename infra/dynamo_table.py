@@ -44,6 +44,8 @@ RUN_SK = "RUN"
 EVENT_SK = "EVENT"
 STEP_PREFIX = "STEP#"
 CANCEL_PREFIX = "CANCEL#"
+# The events of a batched run, by position (`LoadedRun.batch`).
+BATCH_PREFIX = "BEV#"
 
 # -- spreading load over partitions ----------------------------------------------------
 # DynamoDB serves about 1,000 write units and 3,000 read units a second per partition key.

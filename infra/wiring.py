@@ -57,7 +57,7 @@ class LazyWorkQueue:
 
 class LazyTimers:
     """The Timers port, built on its first timer: only then are an SQS and a Scheduler
-    client created (the trigger function never creates a Scheduler client)."""
+    client created (the trigger function arms timers only for flow controls, engine/flow/)."""
 
     def __init__(self, build: Callable[[], Timers]) -> None:
         self._build = build
@@ -151,6 +151,7 @@ def build_services(
             )
         ),
         clock=clock,
+        flow=store,
     )
     if ports_hook is not None:
         ports = ports_hook(ports)

@@ -1,6 +1,7 @@
 """Stepline's public API: what workflow authors import.
 
     from sdk import App, Context, Event, CancelOn, Retry, NonRetriableError, RetryAfterError, StepError
+    from sdk import Batch, Concurrency, Debounce, Priority, RateLimit, Singleton, Throttle, Timeouts
 
 This module is a facade over private modules; `tests/test_public_api.py` pins `__all__`,
 so removing or renaming a name here is a deliberate, reviewed change.
@@ -22,6 +23,16 @@ from sdk._errors import (
     WorkflowDefinitionError,
 )
 from sdk._event import Event
+from sdk._flow import (
+    Batch,
+    Concurrency,
+    Debounce,
+    Priority,
+    RateLimit,
+    Singleton,
+    Throttle,
+    Timeouts,
+)
 from sdk._plugins import PluginInfo
 from sdk._retry import Retry
 from sdk._serdes import Serdes
@@ -35,6 +46,7 @@ __all__ = [
     "AsyncCallback",
     "AsyncContext",
     "AsyncStep",
+    "Batch",
     "BatchItem",
     "BatchItemStatus",
     "BatchResult",
@@ -42,19 +54,26 @@ __all__ = [
     "CallbackError",
     "CancelOn",
     "CompletionReason",
+    "Concurrency",
     "Context",
     "Cron",
+    "Debounce",
     "Duration",
     "Event",
     "NonDeterminismError",
     "NonRetriableError",
     "PluginInfo",
+    "Priority",
+    "RateLimit",
     "Retry",
     "RetryAfterError",
     "Serdes",
+    "Singleton",
     "Step",
     "StepError",
     "StepLineError",
+    "Throttle",
+    "Timeouts",
     "Trigger",
     "Workflow",
     "WorkflowDefinitionError",

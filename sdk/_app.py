@@ -10,11 +10,23 @@ from __future__ import annotations
 import inspect
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from sdk._cron import Cron, looks_like_schedule, schedule_refusal
 from sdk._errors import WorkflowDefinitionError
+from sdk._flow import (
+    Batch,
+    Concurrency,
+    Debounce,
+    FlowControls,
+    Priority,
+    RateLimit,
+    Singleton,
+    Throttle,
+    Timeouts,
+    flow_controls,
+)
 from sdk._plugins import check_plugins
 from sdk._retry import Retry
 from sdk._triggers import CancelOn, Trigger
@@ -45,6 +57,9 @@ class Workflow:
     on_failure: Workflow | None
     is_async: bool
     app_name: str
+    #: Idempotency, rate limit, throttle, debounce, batching, concurrency, priority,
+    #: singleton and timeouts (sdk/_flow.py).
+    flow: FlowControls = field(default_factory=FlowControls)
     #: The schedules that start it (`trigger=Cron(...)`), beside its event triggers.
     crons: tuple[Cron, ...] = ()
 
@@ -75,13 +90,25 @@ class App:
         cancel_on: Sequence[CancelOn] = (),
         retries: Retry | None = None,
         on_failure: Callable[..., Any] | None = None,
+        idempotency: str | None = None,
+        rate_limit: RateLimit | None = None,
+        throttle: Throttle | None = None,
+        debounce: Debounce | None = None,
+        batch_events: Batch | None = None,
+        concurrency: Concurrency | Sequence[Concurrency] | None = None,
+        priority: Priority | None = None,
+        singleton: Singleton | None = None,
+        timeouts: Timeouts | None = None,
     ) -> Callable[[Callable[..., Any]], Workflow]:
         """Register a workflow function.
 
         `trigger` names the event(s) that start a run, or schedules runs with
         `Cron(...)`; a list may mix both (omit it for workflows that are only invoked).
         `retries` is the retry policy of each of its steps. `on_failure` is called as its
-        own durable run, with a `stepline/run.failed` event, when a run fails.
+        own durable run, with a `stepline/run.failed` event, when a run fails. The flow
+        controls (`idempotency` ... `timeouts`) are described in sdk/_flow.py and the
+        README's "Flow control"; those that admit events (idempotency, rate limit, debounce,
+        batching, singleton) apply to event triggers, not to a Cron's ticks.
         """
         if not isinstance(id, str) or not _WORKFLOW_ID.match(id):
             raise WorkflowDefinitionError(
@@ -97,6 +124,20 @@ class App:
         policy = retries if retries is not None else Retry()
         if not isinstance(policy, Retry):
             raise WorkflowDefinitionError(f"workflow {id!r}: retries must be a Retry(...)")
+        flow = flow_controls(
+            id,
+            has_triggers=bool(triggers),
+            has_cancel_on=bool(cancellations),
+            idempotency=idempotency,
+            rate_limit=rate_limit,
+            throttle=throttle,
+            debounce=debounce,
+            batch_events=batch_events,
+            concurrency=concurrency,
+            priority=priority,
+            singleton=singleton,
+            timeouts=timeouts,
+        )
 
         def register(fn: Callable[..., Any]) -> Workflow:
             _check_signature(id, fn)
@@ -125,6 +166,7 @@ class App:
                     on_failure=failure_handler,
                     is_async=inspect.iscoroutinefunction(fn),
                     app_name=self.name,
+                    flow=flow,
                     crons=crons,
                 )
             )

@@ -358,10 +358,14 @@ class _ContextBase:
         workflow_id: str,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
         attempt: Callable[[], int],
+        events: Sequence[Event] = (),
         continue_as_new: Callable[[dict[str, Any]], NoReturn] | None = None,
         patches: Patches | None = None,
     ) -> None:
         self.event = event
+        #: The events of a batched run (`batch_events=Batch(...)`), oldest first; `event`
+        #: is the first of them. For any other run, `[event]`.
+        self.events: list[Event] = list(events) or [event]
         self.run_id = run_id
         self.workflow_id = workflow_id
         self.logger = logger

@@ -373,6 +373,21 @@ class Expression:
         """
         from celpy import celtypes
 
+        result = self.result(event=event, incoming=incoming, budget=budget, max_steps=max_steps)
+        if not isinstance(result, celtypes.BoolType | bool):
+            kind = "null" if result is None else type(result).__name__.removesuffix("Type").lower()
+            raise ExpressionError(self.source, f"gave a {kind}, not a boolean")
+        return bool(result)
+
+    def result(
+        self,
+        *,
+        event: Event,
+        incoming: Event | None = None,
+        budget: Budget | None = None,
+        max_steps: int = MAX_STEPS,
+    ) -> Any:
+        """The expression's CEL value (of any type), on the terms of `evaluate`."""
         budget = budget if budget is not None else Budget(max_steps)
         limit = min(max_steps, budget.left)
         meter = _Meter(max(limit, 0), self.source)
@@ -402,10 +417,7 @@ class Expression:
             budget.left -= meter.used
         if isinstance(result, Exception):
             raise ExpressionError(self.source, _category(result))
-        if not isinstance(result, celtypes.BoolType | bool):
-            kind = "null" if result is None else type(result).__name__.removesuffix("Type").lower()
-            raise ExpressionError(self.source, f"gave a {kind}, not a boolean")
-        return bool(result)
+        return result
 
     def __repr__(self) -> str:
         return f"Expression({self.source!r})"

@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from bench.__main__ import SMOKE, run, table
+from bench.__main__ import SMOKE, flow_figures, flow_table, run, table
 from bench.template import engine_memory_mb, queues_delivered
 
 FLOAT_KEYS = (
@@ -35,7 +35,7 @@ FLOAT_KEYS = (
 
 @pytest.mark.timeout(300)  # about a minute on a busy 2-core machine: every figure, tiny
 def test_the_bench_reports_every_figure_at_tiny_sizes():
-    result = run(SMOKE, with_dbos=False)
+    result = run(SMOKE, with_dbos=False, with_flow=False)
     for key in FLOAT_KEYS:
         assert isinstance(result[key], float), key
         assert result[key] >= 0, key
@@ -61,6 +61,17 @@ def test_the_bench_reports_every_figure_at_tiny_sizes():
     # One JSON object, and a table that renders.
     assert json.loads(json.dumps(result, default=str))["cold_start"]["boto3_put_ms"] > 0
     assert table(result).row_count > 0
+
+
+@pytest.mark.timeout(300)  # ten controls and two virtual minutes of throttle on moto
+def test_the_flow_control_figures_at_tiny_sizes():
+    result = flow_figures(SMOKE, say=lambda text: None)
+    # Every control started every event's run, and the throttle held.
+    by_control = result["flow_start_cost"]["by_control"]
+    assert by_control["none"]["extra_requests"] == 0
+    assert all(entry["requests"] > 0 for entry in by_control.values())
+    assert result["throttle_max_starts_per_period"] <= 10
+    assert flow_table(result).row_count == len(by_control)
 
 
 def test_the_capacity_model_counts_kilobytes_transactions_and_indexes():

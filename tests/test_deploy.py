@@ -40,7 +40,19 @@ from infra.local.lambda_service import lambda_sqs_event
 from infra.resources import TTL_ATTRIBUTE
 from infra.settings import Settings
 from infra.wiring import Services, build_services, load_app
-from sdk import App, CancelOn, Context, Event
+from sdk import (
+    App,
+    Batch,
+    CancelOn,
+    Concurrency,
+    Context,
+    Debounce,
+    Event,
+    RateLimit,
+    Singleton,
+    Throttle,
+    Timeouts,
+)
 from tests.cfn_template import load_template
 from tests.custom_resources import CustomResources, take_custom_resources
 from tests.iam_audit import Audit, allows, role_statements, trusts
@@ -563,6 +575,101 @@ def test_a_system_holding_only_a_callback_id_completes_it_with_an_event_on_the_b
     assert {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"} <= lambdas.used("waits")
 
 
+# -- flow control on the stack -------------------------------------------------------------
+
+flowing = App("deploy-flow")
+
+
+@flowing.workflow(
+    "sync-contact",
+    trigger="contact/updated",
+    # Longer than 15 minutes: the trigger function arms (and re-arms) Scheduler timers.
+    debounce=Debounce(period="20m", key="event.data.contact"),
+    timeouts=Timeouts(start="2h"),
+)
+def sync_contact(ctx: Context) -> int:
+    return int(ctx.step.run("push", lambda: ctx.event.data["edit"]))
+
+
+@flowing.workflow(
+    "import",
+    trigger="import/requested",
+    idempotency="event.data.id",
+    rate_limit=RateLimit(limit=100, period="1m", key="event.data.account"),
+    singleton=Singleton(key="event.data.account", mode="cancel"),
+    concurrency=[Concurrency(limit=1, key="event.data.account")],
+    throttle=Throttle(limit=1, period="1h"),
+    cancel_on=[CancelOn("import/aborted", match="data.account")],
+)
+def import_account(ctx: Context) -> str:
+    ctx.step.run("fetch", lambda: ctx.event.data["id"])
+    ctx.step.wait_for_event("approval", event="import/approved", match="data.account", timeout="1d")
+    return str(ctx.event.data["id"])
+
+
+@flowing.workflow(
+    "digest",
+    trigger="digest/item",
+    batch_events=Batch(max_size=2, timeout="30s"),
+    concurrency=[Concurrency(limit=2)],
+)
+def digest(ctx: Context) -> int:
+    return int(ctx.step.run("count", lambda: len(ctx.events)))
+
+
+def test_flow_controls_run_on_the_stack_with_only_what_the_roles_allow(stack):
+    clock = ManualClock(datetime.now(UTC))
+    lambdas = Lambdas(stack, clock, app=flowing)
+    store = store_of(stack)
+
+    # One event at a time: the trigger function handles a batch's records in threads,
+    # and moto's TransactWriteItems copies the table unguarded (a race of moto's own).
+    def send(name: str, data: dict[str, Any]) -> str:
+        event_id = put_event(stack, name, data)
+        lambdas.drain()
+        return event_id
+
+    # A debounced burst: two edits of one contact become one run, with the last edit.
+    send("contact/updated", {"contact": "c1", "edit": 1})
+    send("contact/updated", {"contact": "c1", "edit": 2})
+    # Two imports of one account (the second cancels the first, which waits: singleton),
+    # a duplicate by idempotency, and two items of a digest batch.
+    first = send("import/requested", {"account": "a", "id": "i1"})
+    send("import/requested", {"account": "a", "id": "i1"})
+    second = send("import/requested", {"account": "a", "id": "i2"})
+    for n in range(2):
+        send("digest/item", {"n": n})
+    assert store.get_run(run_id_for("import", first)).status == "CANCELLED"
+    [batched] = store.list_runs(workflow_id="digest")
+    assert batched.status == "COMPLETED" and batched.output == 2
+
+    # The debounce's and the throttle's timers, and the import's sleep, are schedules.
+    for _ in range(3):
+        clock.advance(timedelta(hours=1, minutes=1))
+        lambdas.fire_due_schedules()
+        lambdas.drain()
+    send("import/approved", {"account": "a"})
+    [synced] = store.list_runs(workflow_id="sync-contact")
+    assert synced.status == "COMPLETED" and synced.output == 2
+    assert store.get_run(run_id_for("import", second)).status == "COMPLETED"
+
+    assert sorted(set(lambdas.denials())) == [], "\n".join(sorted(set(lambdas.denials())))
+    assert set(queue_depths(stack).values()) == {0}, "a queue or dead-letter queue is not empty"
+    # What flow control adds to each role, used for the reasons the template gives.
+    # (The engine's BatchGetItem reads a key's slots when its first choice is taken: a
+    # contention these one-at-a-time deliveries never make.)
+    assert {"dynamodb:Query", "dynamodb:DeleteItem"} <= lambdas.used("engine")
+    assert {
+        "dynamodb:BatchGetItem",
+        "dynamodb:Query",
+        "dynamodb:DeleteItem",
+        "dynamodb:BatchWriteItem",
+        "scheduler:CreateSchedule",
+        "scheduler:DeleteSchedule",
+        "iam:PassRole",
+    } <= lambdas.used("trigger")
+
+
 # -- the roles do not allow more ---------------------------------------------------------
 
 
@@ -602,6 +709,9 @@ def test_each_functions_role_allows_only_its_own_work(stack):
         assert allows(fn[role].statements, "sqs:ReceiveMessage", fn[role].queue_arn)
         assert not allows(fn[role].statements, "sqs:ReceiveMessage", stack.outputs["WorkQueueArn"])
     assert not allows(fn["trigger"].statements, "dynamodb:Query", f"{table}/index/runs")
+    # The trigger arms flow-control timers, never a Cron's schedules.
+    assert allows(fn["trigger"].statements, "scheduler:CreateSchedule", f"{group}/stepline-x-1")
+    assert not allows(fn["trigger"].statements, "scheduler:DeleteSchedule", f"{group}/cron-x")
     assert not allows(fn["waits"].statements, "dynamodb:Query", f"{table}/index/runs")
 
 

@@ -67,6 +67,7 @@ def test_recorded_error_types_are_named_once_and_never_change():
         "ITEM_TOO_LARGE": "ItemTooLargeError",
         "INVOKE_TIMEOUT": "InvokeTimeoutError",
         "UNKNOWN_WORKFLOW": "UnknownWorkflowError",
+        "FLOW_KEY": "FlowKeyError",
         "CANCELLED": "Cancelled",
         "UNKNOWN": "Error",
     }

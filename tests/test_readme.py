@@ -68,6 +68,7 @@ PYTHON_BLOCKS = {
     "workflow": 'app = App("shop")',
     "local": "with LocalRuntime(app) as rt:",
     "publish": 'boto3.client("events").put_events(',
+    "flow": 'crm = App("crm")',
     # Run by tests/test_readme_evolution.py.
     "cron": 'trigger=[Cron("0 9 * * MON", tz="Europe/Paris"), "digest/requested"]',
     "patched": 'if new and ctx.patched("sms-welcome"):',
@@ -181,6 +182,21 @@ def test_the_extras_the_readme_installs_exist():
 
 
 # -- the snippets, as written ---------------------------------------------------------------
+
+
+def test_the_flow_control_example_debounces_a_burst_into_one_run():
+    result = subprocess.run(
+        [sys.executable, "-c", python_block("flow")],
+        cwd=ROOT,
+        env=cli_env(ROOT),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    skipped, final = result.stdout.splitlines()
+    assert skipped.startswith("started nothing: sync-contact: debounced into run sync-contact-")
+    assert final == "COMPLETED {'synced': 3}"
 
 
 def test_the_quick_start_defines_a_workflow_and_runs_it_locally_in_virtual_time():

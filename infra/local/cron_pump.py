@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from infra.cron_schedules import PREFIX, SCHEDULED_TIME, standard_cron
 from sdk import Cron, WorkflowDefinitionError
@@ -61,12 +61,21 @@ class CronPump:
     def refresh(self, now: datetime) -> None:
         """Pick up schedules created since the last look (due from `now`), drop deleted
         or disabled ones."""
-        listed = self._scheduler.list_schedules(GroupName=self._group, NamePrefix=PREFIX)
-        enabled = {
-            s["Name"]
-            for s in listed.get("Schedules", [])
-            if s["Name"].startswith(PREFIX) and s.get("State", "ENABLED") == "ENABLED"
-        }
+        enabled: set[str] = set()
+        token: str | None = None
+        while True:  # every page: run timers share the group and may fill the first ones
+            kwargs: dict[str, Any] = {"GroupName": self._group, "NamePrefix": PREFIX}
+            if token:
+                kwargs["NextToken"] = token
+            listed = self._scheduler.list_schedules(**kwargs)
+            enabled.update(
+                s["Name"]
+                for s in listed.get("Schedules", [])
+                if s["Name"].startswith(PREFIX) and s.get("State", "ENABLED") == "ENABLED"
+            )
+            token = listed.get("NextToken")
+            if not token:
+                break
         for name in set(self._schedules) - enabled:
             del self._schedules[name]
         for name in enabled - set(self._schedules):

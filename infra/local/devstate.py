@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.model import EPOCH, RunStatus, WorkMessage
 from infra.dynamo_table import RUN_SK
+from infra.local.lambda_service import list_schedule_names
 from infra.wiring import Services
 
 if TYPE_CHECKING:
@@ -134,9 +135,9 @@ class DevState:
     def _schedules(self) -> list[dict[str, Any]]:
         scheduler = self._clients.scheduler
         saved = []
-        for summary in scheduler.list_schedules(GroupName=self._group).get("Schedules", []):
+        for name in list_schedule_names(scheduler, group=self._group):
             try:
-                schedule = scheduler.get_schedule(Name=summary["Name"], GroupName=self._group)
+                schedule = scheduler.get_schedule(Name=name, GroupName=self._group)
             except scheduler.exceptions.ResourceNotFoundException:
                 continue
             target = schedule["Target"]

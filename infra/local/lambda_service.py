@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from engine.ids import timer_name
 from infra.cron_schedules import PREFIX as CRON_PREFIX
 from infra.lambda_batch import LambdaFunction
 from infra.wiring import Services
@@ -154,6 +155,36 @@ def retry_now(sqs: SQSClient, queue_url: str, messages: list[MessageTypeDef]) ->
         )
 
 
+# What every run timer's name starts with (engine/ids.py).
+_TIMER_PREFIX = timer_name("", 0).split("-")[0] + "-"
+
+
+def list_schedule_names(scheduler: EventBridgeSchedulerClient, *, group: str) -> list[str]:
+    """The names of every schedule in `group`, all pages of them: ListSchedules returns
+    at most 100 a page on AWS (moto: 50), and a backlog of long timers (runs sleeping past
+    15 minutes, or a throttle's reservations that far ahead) is far more than one page."""
+    names: list[str] = []
+    token: str | None = None
+    while True:
+        page = (
+            scheduler.list_schedules(GroupName=group, NextToken=token)
+            if token
+            else scheduler.list_schedules(GroupName=group)
+        )
+        names.extend(summary["Name"] for summary in page.get("Schedules", []))
+        token = page.get("NextToken")
+        if not token:
+            return names
+
+
+def _named_due(name: str) -> datetime | None:
+    """A run timer's fire time, from its name (engine/ids.py `timer_name`), if it is one."""
+    prefix, _, epoch = name.rpartition("-")
+    if not prefix.startswith(_TIMER_PREFIX) or not epoch.isdigit():
+        return None
+    return datetime.fromtimestamp(int(epoch), tz=UTC)
+
+
 def fire_due_schedules(
     scheduler: EventBridgeSchedulerClient,
     sqs: SQSClient,
@@ -165,15 +196,22 @@ def fire_due_schedules(
     """Do what EventBridge Scheduler would: send each due `at()` schedule's input to its
     target queue, then delete the schedule. Returns how many fired.
 
+    Reads every page of the group's schedules (a first page alone left the due timers on
+    later pages unfired: a throttle's backlog starved once it had over 50 long timers). A
+    run timer's name carries its fire time, so one not yet due costs no GetSchedule.
+
     Safe to run in several processes at once: a schedule fired twice sends two messages,
     and the engine treats the second as a stale wake-up.
     """
     fired = 0
-    for summary in scheduler.list_schedules(GroupName=group).get("Schedules", []):
-        if summary["Name"].startswith(CRON_PREFIX):
+    for name in list_schedule_names(scheduler, group=group):
+        if name.startswith(CRON_PREFIX):
             continue  # a Cron's recurring schedule: infra/local/cron_pump.py fires those
+        named = _named_due(name)
+        if named is not None and named > now:
+            continue
         try:
-            schedule = scheduler.get_schedule(Name=summary["Name"], GroupName=group)
+            schedule = scheduler.get_schedule(Name=name, GroupName=group)
         except scheduler.exceptions.ResourceNotFoundException:
             continue  # another worker fired it meanwhile
         expression = schedule["ScheduleExpression"]
@@ -185,7 +223,7 @@ def fire_due_schedules(
         target = schedule["Target"]
         sqs.send_message(QueueUrl=queue_url_of[target["Arn"]], MessageBody=target["Input"])
         try:
-            scheduler.delete_schedule(Name=summary["Name"], GroupName=group)
+            scheduler.delete_schedule(Name=name, GroupName=group)
         except scheduler.exceptions.ResourceNotFoundException:
             pass
         fired += 1

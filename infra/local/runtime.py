@@ -43,7 +43,7 @@ from engine.callbacks import Callbacks
 from engine.clock import ManualClock
 from engine.events import EventRouter
 from engine.ids import run_id_for
-from engine.model import RunStatus
+from engine.model import EventOutcome, RunStatus
 from engine.ports import Ports, Timers
 from engine.runner import Runner
 from engine.views import RunView, StepView, history_of
@@ -300,6 +300,14 @@ class LocalRuntime(RunControlMixin):
                 started.append(run_id)
         return started
 
+    def outcome(self, event_id: str) -> EventOutcome | None:
+        """What the trigger handler did with an event (kept for the lookback window): the
+        runs it started, and for each workflow it started nothing for, the control and the
+        reason (rate limited, debounced or batched into a run, a duplicate of a run,
+        skipped by a singleton, a key expression that failed). None if not processed."""
+        self._require()
+        return self.services.store.get_outcome(event_id, now=self.clock.now())
+
     # -- runs ----------------------------------------------------------------------------
 
     def run(self, run_id: str) -> RunView:
@@ -446,11 +454,9 @@ class LocalRuntime(RunControlMixin):
 
     def pending_schedules(self) -> list[str]:
         """Names of the Scheduler schedules not yet fired (long timers)."""
-        group = self.settings.schedule_group
-        return [
-            s["Name"]
-            for s in self.clients.scheduler.list_schedules(GroupName=group).get("Schedules", [])
-        ]
+        return lambda_service.list_schedule_names(
+            self.clients.scheduler, group=self.settings.schedule_group
+        )
 
 
 def _is_json(text: str) -> bool:

@@ -22,6 +22,8 @@ ORDER = [
     "throttling errors injected",
     "bad inputs tried",
     "batches crashed",
+    "most runs of a key executing at once",
+    "slowest recovery of a killed worker's slot (s)",
 ]
 
 

@@ -2,10 +2,10 @@
 
 One module per command group: `serve` (dev, worker), `events` (send), `runs` (list,
 show), `runs_actions` (cancel, pause, resume, replay: one run or many), `watch` (runs
-watch, events list), `check` (check, and `runs export`), `workflows` (list) with
-`workflow_control` (workflows pause|resume, timers fire), `callbacks` (complete, fail,
-heartbeat), `ui` (the dashboard), on what they share in `common` (exit codes, options,
-error handling, connecting).
+watch, events list), `check` (check, and `runs export`), `workflows` (list: triggers,
+Cron ticks and flow controls) with `workflow_control` (workflows pause|resume, timers
+fire), `callbacks` (complete, fail, heartbeat), `ui` (the dashboard), on what they share
+in `common` (exit codes, options, error handling, connecting).
 
     stepline dev --app MODULE:APP [--port 4566]     moto server + workers + timer pump +
                                                     dashboard, real time, state kept
@@ -20,7 +20,8 @@ error handling, connecting).
     stepline runs export RUN_ID [--output FILE]     a run's history as JSON
     stepline check --app MODULE:APP [--history FILE|DIR]   would runs in flight survive this code?
     stepline events list [--follow]                 recent events and what each did
-    stepline workflows list --app MODULE:APP [--ticks N]   triggers, and each Cron's next ticks
+    stepline events show EVENT_ID                   what one event did (and which control stopped it)
+    stepline workflows list --app MODULE:APP [--ticks N]   triggers, flow controls, each Cron's next ticks
     stepline workflows pause|resume ID              hold a workflow's new runs
     stepline timers fire RUN_ID                     end its sleep / time out its wait now (dev)
     stepline callbacks complete|fail|heartbeat CALLBACK_ID

@@ -1,4 +1,7 @@
-"""`stepline send`: put an event on the bus, then say which runs it started (or why none)."""
+"""`stepline send`: put an event on the bus, then say which runs it started (or why none).
+`stepline events show ID`: the same record, looked up later (kept for the lookback window):
+for each workflow the event started nothing for, the control that stopped it and why.
+"""
 
 from __future__ import annotations
 
@@ -25,7 +28,39 @@ from infra.local.cli.common import (
     fail,
     print_json,
 )
+from infra.local.cli.watch import events_cli
 from sdk import Event
+
+
+@events_cli.command("show")
+@errors
+def events_show(
+    event_id: str = typer.Argument(..., help="The event's id (what `stepline send` printed)."),
+    endpoint: str | None = EndpointOption,
+    region: str | None = RegionOption,
+    prefix: str = PrefixOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """What an event did: the runs it started, and why it started none for a workflow
+    (rate limited, debounced or batched into run X, a duplicate of run X, skipped by a
+    singleton, a key expression that failed)."""
+    connection = connect(endpoint, region, prefix)
+    outcome = connection.store.get_outcome(event_id, now=datetime.now(UTC))
+    if outcome is None:
+        fail(
+            Exit.NOT_FOUND,
+            f"no record of event {event_id!r}: it has not been processed yet, or it is "
+            "older than the lookback window",
+        )
+    if as_json:
+        print_json({**outcome.model_dump(mode="json"), "summary": outcome.summary()})
+        return
+    typer.echo(f"{outcome.event_name} ({outcome.event_id}) at {outcome.at:%Y-%m-%d %H:%M:%S}")
+    typer.echo(outcome.summary())
+    for entry in outcome.skipped:
+        if entry.control:
+            run = f" (run {entry.run_id})" if entry.run_id else ""
+            typer.echo(f"  {entry.workflow_id}: {entry.control}{run}: {entry.reason}")
 
 
 @errors

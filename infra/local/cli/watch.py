@@ -28,6 +28,8 @@ from infra.local.cli.common import (
 from infra.local.cli.runs import _load_run, resolve_run_id, runs_cli
 from infra.local.events_feed import EventRow, recent_events
 
+# `events list` here, `events show` (one event, and what the flow controls did with it)
+# in infra/local/cli/events.py.
 events_cli = typer.Typer(help="Recent events and what each did.", no_args_is_help=True)
 
 

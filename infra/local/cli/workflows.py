@@ -1,11 +1,13 @@
-"""`stepline workflows list`: an app's workflows, what starts them, and each Cron's next ticks.
+"""`stepline workflows list`: an app's workflows, what starts them, each Cron's next ticks
+and their flow controls.
 
     stepline workflows list --app MODULE:APP [--ticks N] [--after ISO_TIME] [--json]
 
 Reads the app's code only (no endpoint, no table): each workflow with its event
 triggers, its `invoke`-only or `on_failure` role, and for each of its Crons the
 schedule in words and the next N ticks (engine/cron.py `upcoming_ticks`), in the
-cron's time zone and in UTC. `--after` lists the ticks after another instant than now
+cron's time zone and in UTC, then what cancels it and its flow controls in the order they
+apply (engine/flow/describe.py). `--after` lists the ticks after another instant than now
 (the system clock, infra/clock.py).
 """
 
@@ -16,13 +18,18 @@ from datetime import UTC, datetime
 import typer
 
 from engine.cron import Upcoming, upcoming_ticks
+from engine.flow.describe import as_json as flow_json
+from engine.flow.describe import controls
 from infra.clock import SystemClock
 from infra.local.cli.common import Exit, JsonOption, errors, fail, print_json
 from infra.wiring import load_app
 from sdk import App, Workflow
 
 workflows_cli = typer.Typer(
-    help="The app's workflows: what starts them and each Cron's next ticks; pause and resume.",
+    help=(
+        "The app's workflows: what starts them, each Cron's next ticks, their flow "
+        "controls; pause and resume."
+    ),
     no_args_is_help=True,
 )
 
@@ -62,7 +69,7 @@ def workflows_list(
     ),
     as_json: bool = JsonOption,
 ) -> None:
-    """List the app's workflows, their triggers and each Cron's next ticks."""
+    """List the app's workflows, their triggers, each Cron's next ticks and flow controls."""
     application = load_app(app)
     start = _after(after)
     upcoming: dict[str, list[Upcoming]] = {}
@@ -78,6 +85,8 @@ def workflows_list(
                     {
                         "id": workflow.id,
                         "events": [trigger.event for trigger in workflow.triggers],
+                        "cancel_on": [rule.event for rule in workflow.cancel_on],
+                        "controls": flow_json(workflow)["controls"],
                         "crons": [
                             {
                                 "expression": item.cron.expression,
@@ -107,3 +116,7 @@ def workflows_list(
                 typer.echo("    no tick to come")
             for tick in item.ticks:
                 typer.echo(f"    next  {_tick_text(item, tick)}")
+        for rule in workflow.cancel_on:
+            typer.echo(f"  cancelled by {rule.event}")
+        for control in controls(workflow):
+            typer.echo(f"  {control}")

@@ -296,6 +296,8 @@ class Timeline:
             parts.append(Text(f"error: {run.error}", style="red", overflow="fold"))
         elif self.running is not None:
             parts.append(Fields(Text(f"now running: {self.running.describe()}", "cyan")))
+        elif run.waiting is not None:
+            parts.append(Text(f"not started yet: {run.waiting}", style="cyan", overflow="fold"))
         elif run.wake_at is not None:
             parts.append(Text(f"next wake-up: {when(run.wake_at)}", style="yellow"))
         if len(self.steps) >= HISTORY_WARNING_STEPS:
