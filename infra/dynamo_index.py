@@ -224,11 +224,9 @@ class IndexItems(DynamoTable):
                 ExpressionAttributeNames={"#at": f"at:{path}"},
                 ExpressionAttributeValues={":p": {"SS": [path]}, ":now": n(micros(now))},
                 ReturnValues="ALL_NEW",
-            ).get("Attributes", {})
-            if f"at:{path}" in attributes:
-                since = max(since, from_micros(int(attributes[f"at:{path}"]["N"])))
-            else:  # written before paths carried their time: known since long ago
-                since = datetime.min.replace(tzinfo=UTC)
+            )["Attributes"]
+            # Set by this update if the copy had no time yet, so always there.
+            since = max(since, from_micros(int(attributes[f"at:{path}"]["N"])))
         with self._paths_lock:
             self._known_paths[(event_name, path)] = since
         return since
