@@ -226,6 +226,14 @@ class EventRouter:
             log.warning("event %s: could not record what it did (%s)", event.id, error)
 
     def _resolve(self, run_id: str, stored: Stored, event: Event) -> int:
+        if stored.record.status is not StepStatus.WAITING:
+            # What the index found is a copy written before the step itself: a handler
+            # that died between the two left a copy that says what the step never became.
+            # The step decides (one read, only for a copy that is no longer waiting).
+            actual = self.ports.store.get_step(run_id, stored.record.key)
+            if actual is None:
+                return 0
+            stored = actual
         waiter = stored.record
         spec = waiter.wait
         if spec is None:

@@ -105,3 +105,34 @@ def test_a_cancel_event_as_the_run_starts_cancels_it_despite_a_lagging_index():
         assert fired == [1]
         assert rt.run(run_id).status == "CANCELLED"
         assert index_queries == []
+
+
+def test_a_crash_between_a_waits_entry_and_its_step_never_strands_the_wait():
+    """An entry is written before its step. A waits handler that dies between the two
+    (the entry already says COMPLETED by this event, the step still WAITING) must, when
+    the event is delivered again, resolve the step: the entry is a copy, the step decides."""
+    from tests.faults import SimulatedCrash
+
+    crashed: list[bool] = []
+
+    def crash_on_the_step_write(params: dict[str, Any], **_: Any) -> None:
+        item = params.get("Item", {})
+        if (
+            not crashed
+            and item.get("sk", {}).get("S", "").startswith("STEP#")
+            and "ann" in item.get("r", {}).get("S", "")
+        ):
+            crashed.append(True)
+            raise SimulatedCrash("the waits handler dies between the entry and the step")
+
+    with LocalRuntime(_approvals("data.doc"), start=START) as rt:
+        [run_id] = rt.send(Event(name="doc/submitted", data={"doc": "d1"}))
+        assert rt.run(run_id).status == "WAITING"
+        rt.services.clients.dynamodb.meta.events.register(
+            "provide-client-params.dynamodb.PutItem", crash_on_the_step_write
+        )
+        rt.send(Event(name="doc/approved", data={"doc": "d1", "by": "ann"}))
+        rt.advance("1m")
+        assert crashed and rt.crashed_batches >= 1
+        assert rt.run(run_id).status == "COMPLETED"
+        assert rt.run(run_id).output == "ann"
