@@ -34,8 +34,9 @@ event log, match-less wait and cancel entries), and the wait paths every event o
 name reads are 8 identical items. An event is also kept under the wait key of each match
 path of its name (`EVKEY#`), so a new wait on a path known for longer than its window
 looks back at its own key alone instead of every shard of the name's log. A wait's entry is written before its step, so once a
-wait is stored any event finds it without an index (which on AWS lags); an entry left
-behind by a crash or a lost race only costs a failed compare-and-set.
+wait is stored any event finds it without an index (which on AWS lags). An entry is a
+copy: one left behind by a crash or a lost race costs a failed compare-and-set, or, if it
+no longer says WAITING, one read of the step itself, which decides (engine/events.py).
 
 `DynamoStore` is assembled from one module per part of the table:
 
