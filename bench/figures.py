@@ -219,8 +219,8 @@ def _drive_mix(inline: int) -> dict[str, Any]:
             # the template's rules deliver them to.
             "sqs_all": meter.total("sqs")
             + poller.sqs
-            + len(queues_delivered("bench/mix", "local"))
-            + len(queues_delivered("bench/paid", "local")),
+            + len(queues_delivered(rt.app, "bench/mix"))
+            + len(queues_delivered(rt.app, "bench/paid")),
             "scheduler": meter.total("scheduler"),
             "events": meter.total("events"),
             "by_operation": {f"{s}.{op}": n for (s, op), n in sorted(meter.counts.items())},
@@ -440,7 +440,7 @@ def _cost(*, segments: int = 6, output: Any = None) -> dict[str, Any]:
     # The trigger event: its PutEvents, and EventBridge's sends to the queues the
     # template's rules deliver it to (made by EventBridge, so no hook of ours sees them).
     start["events"] += 1
-    start["sqs"] += len(queues_delivered("bench/steady"))
+    start["sqs"] += len(queues_delivered(cost_app(2, output), "bench/steady"))
     start_dollars = sum(_dollars(start).values())
     return {
         "cost_per_million_steps_usd": sum(per_million.values()),

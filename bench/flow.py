@@ -89,8 +89,8 @@ def _drive_starts(
     counts = {
         "wcu": meter.wcu,
         "rcu": meter.rcu,
-        # Each event: EventBridge's sends to the trigger, waits and cancel queues.
-        "sqs": meter.total("sqs") + poller.sqs - sqs_before + 3 * starts,
+        # Each event: EventBridge's send to the events queue.
+        "sqs": meter.total("sqs") + poller.sqs - sqs_before + starts,
         "scheduler": meter.total("scheduler", {"CreateSchedule"}),
         "events": meter.total("events", {"PutEvents"}),
         "invocations": poller.invocations - before,

@@ -386,7 +386,7 @@ def _event_dollars(rt: LocalRuntime, send: Callable[[], None], name: str) -> dic
         / 1024
         for role, seconds in by_role.items()
     )
-    deliveries = len(queues_delivered(name, source="local"))
+    deliveries = len(queues_delivered(rt.app, name))
     sqs = meter.total("sqs") + poller.sqs + deliveries
     dollars = {
         "eventbridge_put_events": 1 * figures.PRICE_EVENTS,

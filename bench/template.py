@@ -1,17 +1,21 @@
-"""What the cost figures read from template.yaml: the engine's memory and the event path.
+"""What the cost figures read from the deployment: the functions' memory (template.yaml)
+and the event path (the rules a deploy makes from the app, infra/event_rules.py).
 
-Read from the template rather than written into the bench, so that a change of the
-deployment (a memory size, the event rules and their queues) changes the figures.
+Read from there rather than written into the bench, so that a change of the deployment
+(a memory size, the event rules and their queue) changes the figures.
 """
 
 from __future__ import annotations
 
-import json
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from engine.event_names import routed_event_names
+from infra.event_rules import chunked_patterns, names_in
+from sdk import App
 
 TEMPLATE_PATH = Path(__file__).resolve().parent.parent / "template.yaml"
 ENGINE_HANDLER = "handlers.engine.handler"
@@ -72,65 +76,13 @@ def memory_mb(handler: str) -> int:
     return int(default) if default is not None else LAMBDA_DEFAULT_MEMORY_MB
 
 
-def _matches(pattern: Any, value: Any, present: bool) -> bool:
-    """EventBridge's pattern matching, for the forms a rule of ours may use. A value
-    CloudFormation fills in (a Ref, Fn::*) is taken to match: the figure then counts the
-    delivery (it errs on the dear side)."""
-    if isinstance(pattern, dict) and any(k == "Ref" or k.startswith("Fn::") for k in pattern):
-        return True
-    if isinstance(pattern, dict):
-        if not isinstance(value, dict):
-            return False
-        return all(_matches(p, value.get(k), k in value) for k, p in pattern.items())
-    if not isinstance(pattern, list):
-        return bool(pattern == value)
-    for option in pattern:
-        if isinstance(option, dict):
-            if any(k == "Ref" or k.startswith("Fn::") for k in option):
-                return True
-            if "exists" in option and bool(option["exists"]) == present:
-                return True
-            prefix = option.get("prefix")
-            if isinstance(prefix, str) and isinstance(value, str) and value.startswith(prefix):
-                return True
-            if "anything-but" in option and present:
-                excluded = option["anything-but"]
-                excluded = excluded if isinstance(excluded, list) else [excluded]
-                if value not in excluded:
-                    return True
-        elif present and option == value:
-            return True
-    return False
-
-
-def _queue_of(arn: Any) -> str | None:
-    """The SQS queue resource a rule target's Arn names (a GetAtt of a queue)."""
-    if isinstance(arn, dict) and "Fn::GetAtt" in arn:
-        name = arn["Fn::GetAtt"][0]
-        if _resources().get(name, {}).get("Type") == "AWS::SQS::Queue":
-            return str(name)
-    return None
-
-
-def queues_delivered(name: str, source: str = "my.app", detail: Any = None) -> list[str]:
-    """The SQS queues the template's enabled rules deliver an event of `name` to: one
-    SendMessage by EventBridge per queue (EventBridge's own sends, which no hook of ours
-    sees)."""
-    event = {"source": source, "detail-type": name, "detail": detail or {}}
-    queues: list[str] = []
-    for resource in _resources().values():
-        if resource.get("Type") != "AWS::Events::Rule":
-            continue
-        props = resource.get("Properties", {})
-        if props.get("State", "ENABLED") != "ENABLED":
-            continue
-        pattern = props.get("EventPattern")
-        if isinstance(pattern, str):
-            pattern = json.loads(pattern)
-        if pattern is not None and not _matches(pattern, event, True):
-            continue
-        for target in props.get("Targets", []):
-            queue = _queue_of(target.get("Arn"))
-            if queue is not None:
-                queues.append(queue)
-    return queues
+def queues_delivered(app: App, name: str) -> list[str]:
+    """The SQS queues a deploy of `app` has its bus's rules deliver an event of `name` to
+    (the rules infra/event_rules.py makes from the names the app uses): one SendMessage
+    by EventBridge per queue, EventBridge's own, which no hook of ours sees. An event no
+    workflow uses goes nowhere."""
+    return [
+        "EventsQueue"
+        for pattern in chunked_patterns(routed_event_names(app))
+        if name in names_in(pattern)
+    ]

@@ -1,9 +1,9 @@
 """What an incoming event does: start runs, resolve waits, cancel runs.
 
-The three are separate entry points because on AWS each is fed by its own EventBridge
-rule and SQS queue (and Lambda), so that a slow or failing one never holds up the
-others. Each is idempotent: a redelivered event starts no second run, resolves no wait
-twice, and repairs a wake-up that a crash cut off.
+Each event reaches Stepline once, on one queue (infra/event_rules.py), and `route` does
+all three with it. Each part is idempotent: a redelivered event starts no second run,
+resolves no wait twice, and repairs a wake-up that a crash cut off; so when one part
+fails, the others still run, and the event is delivered again for the failed one.
 
 Cost per event does not depend on how many runs wait on other keys: waits and cancel
 rules are found by exact index key (event name, match path, value), never by scanning.
@@ -20,8 +20,9 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, TypeVar
+from typing import Concatenate, Literal, ParamSpec, TypeVar
 
 from engine.cron import start_tick_runs
 from engine.errors import PermanentError, TransientError
@@ -49,21 +50,34 @@ log = logging.getLogger("stepline.events")
 CALLBACK_EVENT_PREFIX = "stepline/callback."
 
 R = TypeVar("R")
+P = ParamSpec("P")
 
 
-def _handling_event(method: Callable[[EventRouter, Event], R]) -> Callable[[EventRouter, Event], R]:
+def _handling_event(
+    method: Callable[Concatenate[EventRouter, Event, P], R],
+) -> Callable[Concatenate[EventRouter, Event, P], R]:
     """Runs an entry point in its event's redaction scope and expression budget."""
 
     @functools.wraps(method)
-    def handle(router: EventRouter, event: Event) -> R:
+    def handle(router: EventRouter, event: Event, /, *args: P.args, **kwargs: P.kwargs) -> R:
         with (
             redacting(router.settings.redact_fields),
             expression_budget(f"event {event.id} ({event.name})"),
         ):
             remember(event.data)
-            return method(router, event)
+            return method(router, event, *args, **kwargs)
 
     return handle
+
+
+@dataclass(frozen=True)
+class Routed:
+    """What one event did: the runs it started (or had started), the waits it resolved
+    and the runs it cancelled."""
+
+    started: tuple[str, ...]
+    resolved: int
+    cancelled: int
 
 
 class EventRouter:
@@ -84,6 +98,35 @@ class EventRouter:
             if workflow.id not in matched and trigger_matches(trigger, event, workflow=workflow.id):
                 matched.append(workflow.id)
         return matched
+
+    def route(self, event: Event) -> Routed:
+        """Everything an event does: start the runs it triggers, resolve the waits it
+        matches, cancel the runs whose `cancel_on` it matches.
+
+        The event is recorded once, before waits and cancel rules are looked up (a wait
+        or a run created a moment later finds it in its look-back). A part that fails
+        does not stop the others; the first error is raised after all ran, so the event
+        is delivered again and the parts that had done their work find nothing to redo.
+        A Cron's tick only starts runs.
+        """
+        errors: list[Exception] = []
+
+        def attempt(part: Callable[[], R], default: R) -> R:
+            try:
+                return part()
+            except Exception as error:  # raised below, once the other parts ran
+                errors.append(error)
+                return default
+
+        no_runs: list[str] = []
+        started = attempt(lambda: self.trigger(event), no_runs)
+        resolved = cancelled = 0
+        if event.name != CRON_EVENT:
+            resolved = attempt(lambda: self.resolve_waits(event), 0)
+            cancelled = attempt(lambda: self.cancel_matching(event, recorded=True), 0)
+        if errors:
+            raise errors[0]
+        return Routed(tuple(started), resolved, cancelled)
 
     @_handling_event
     def trigger(self, event: Event) -> list[str]:
@@ -283,15 +326,17 @@ class EventRouter:
         return 1
 
     @_handling_event
-    def cancel_matching(self, event: Event) -> int:
-        """Cancel the runs whose cancel_on rules this event satisfies; returns how many."""
+    def cancel_matching(self, event: Event, *, recorded: bool = False) -> int:
+        """Cancel the runs whose cancel_on rules this event satisfies; returns how many.
+        `recorded`: the event is in the event log already (`route` recorded it)."""
         bind(event_id=event.id)
         rules = self.app.cancellations_for(event.name)
         if not rules:
             return 0
         now = self.ports.clock.now()
-        # Kept so that a run created a moment later still sees it (see Lifecycle).
-        self.ports.events.record_event(event, expires_at=now + self.settings.lookback)
+        if not recorded:
+            # Kept so that a run created a moment later still sees it (see Lifecycle).
+            self.ports.events.record_event(event, expires_at=now + self.settings.lookback)
         cancelled: list[str] = []
         for workflow, index, rule in rules:
             key = subscription_key_for(workflow.id, index, rule, event)

@@ -240,6 +240,12 @@ class EventBus(Protocol):
         """Put events on the bus; returns their ids in order."""
         ...
 
+    def route(self, event_name: str) -> None:
+        """Make sure events of this name reach Stepline from now on (the bus's rules list
+        the names an app uses, engine/event_names.py); called before a wait on a name
+        registers. Cheap for a name already routed."""
+        ...
+
 
 @dataclass(frozen=True)
 class Ports:

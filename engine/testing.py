@@ -314,10 +314,15 @@ class InMemoryQueue:
 class InMemoryBus:
     def __init__(self) -> None:
         self.published: list[Event] = []
+        #: The names waits asked to have routed (every name reaches the fakes anyway).
+        self.routed: set[str] = set()
 
     def publish(self, events: Sequence[Event]) -> list[str]:
         self.published.extend(events)
         return [event.id for event in events]
+
+    def route(self, event_name: str) -> None:
+        self.routed.add(event_name)
 
 
 class FakeCluster:

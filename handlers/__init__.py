@@ -1,6 +1,6 @@
-"""Lambda entry points, one per SQS queue: `engine` (work queue), `trigger`, `waits` and
-`cancel` (event queues); and `cron_sync`, which CloudFormation calls (the CronSchedules
-custom resource). template.yaml names them (`Handler: handlers.engine.handler`).
+"""Lambda entry points, one per SQS queue: `engine` (work queue) and `events` (the events
+queue); and `app_sync`, which CloudFormation calls (the CronSchedules and EventRules
+custom resources). template.yaml names them (`Handler: handlers.engine.handler`).
 
 Each module only names its function's body, which lives in infra/lambda_functions.py
 (the batch loop in infra/lambda_batch.py). Nothing in the project imports this package:

@@ -1,7 +1,7 @@
 """Cron triggers on EventBridge Scheduler: the app's Crons as recurring schedules.
 
 Each distinct (expression, time zone) among the app's Crons is one recurring schedule
-in the stack's group, named `cron-<digest of both>`, whose target is the trigger queue
+in the stack's group, named `cron-<digest of both>`, whose target is the events queue
 and whose input is a tick event (`stepline/cron`, engine/cron.py) carrying Scheduler's
 own `<aws.scheduler.scheduled-time>`. `CronScheduleSync.sync(app)` makes the group
 match the app: creates what is missing, updates what drifted (and re-enables what was
@@ -210,7 +210,7 @@ class ScheduleSpec:
         return text if len(text) <= 512 else text[:511] + "…"
 
     def input(self) -> str:
-        """The tick event Scheduler sends to the trigger queue (an EventBridge envelope)."""
+        """The tick event Scheduler sends to the events queue (an EventBridge envelope)."""
         return tick_envelope(self.cron.expression, self.name, SCHEDULED_TIME)
 
 

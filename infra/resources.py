@@ -11,8 +11,12 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from engine.event_names import routed_event_names
 from infra.clients import Clients
+from infra.cron_schedules import CronScheduleSync
+from infra.event_rules import stack_rules
 from infra.settings import DEFAULT_EVENT_BUS, Settings
+from sdk import App
 
 TABLE_KEYS = ("pk", "sk")
 RUNS_INDEX = "runs"
@@ -49,33 +53,22 @@ MAX_RECEIVE_COUNT = 5
 
 @dataclass(frozen=True)
 class QueueNames:
+    """The two queues: `work` (run advances, the engine function) and `events` (every
+    event the app uses, the events function: start runs, resolve waits, cancel runs)."""
+
     work: str
-    trigger: str
-    waits: str
-    cancel: str
+    events: str
 
     def all(self) -> dict[str, str]:
-        return {
-            "work": self.work,
-            "trigger": self.trigger,
-            "waits": self.waits,
-            "cancel": self.cancel,
-        }
+        return {"work": self.work, "events": self.events}
 
 
 def queue_names(prefix: str) -> QueueNames:
-    return QueueNames(
-        work=f"{prefix}-work",
-        trigger=f"{prefix}-trigger",
-        waits=f"{prefix}-waits",
-        cancel=f"{prefix}-cancel",
-    )
+    return QueueNames(work=f"{prefix}-work", events=f"{prefix}-events")
 
 
-# Every event on the bus goes to the three event queues; handlers ignore what is not theirs.
-# (Patterns cannot list the app's event names: the template does not know them.)
-ALL_EVENTS_PATTERN = {"detail-type": [{"exists": True}]}
-EVENT_QUEUES = ("trigger", "waits", "cancel")
+# The queue the bus's rules feed (infra/event_rules.py): one queue, one delivery per event.
+EVENT_QUEUES = ("events",)
 
 
 @dataclass(frozen=True)
@@ -86,7 +79,8 @@ class Created:
 
 
 def create_resources(clients: Clients, prefix: str, *, bus: str = DEFAULT_EVENT_BUS) -> Created:
-    """Create the table, queues (with DLQs), bus rules and schedule group; idempotent."""
+    """Create the table, queues (with DLQs), bus and schedule group; idempotent. The
+    bus's rules depend on the app: `sync_with_app` makes them."""
     dynamodb, sqs, events, scheduler = (
         clients.dynamodb,
         clients.sqs,
@@ -126,12 +120,6 @@ def create_resources(clients: Clients, prefix: str, *, bus: str = DEFAULT_EVENT_
             events.create_event_bus(Name=bus)
         except events.exceptions.ResourceAlreadyExistsException:
             pass
-    for role in EVENT_QUEUES:
-        rule = f"{prefix}-{role}"
-        events.put_rule(Name=rule, EventBusName=bus, EventPattern=json.dumps(ALL_EVENTS_PATTERN))
-        events.put_targets(
-            Rule=rule, EventBusName=bus, Targets=[{"Id": f"{role}-queue", "Arn": arns[role]}]
-        )
     try:
         scheduler.create_schedule_group(Name=prefix)
     except scheduler.exceptions.ConflictException:
@@ -142,7 +130,7 @@ def create_resources(clients: Clients, prefix: str, *, bus: str = DEFAULT_EVENT_
         work_queue_arn=arns["work"],
         schedule_group=prefix,
         scheduler_role_arn=f"arn:aws:iam::123456789012:role/{prefix}-scheduler",
-        trigger_queue_arn=arns["trigger"],
+        events_queue_arn=arns["events"],
         event_bus=bus,
     )
     return Created(settings=settings, queue_urls=queue_urls, dlq_urls=dlq_urls)
@@ -155,11 +143,11 @@ def discover_resources(clients: Clients, prefix: str, *, bus: str = DEFAULT_EVEN
     for role, name in queue_names(prefix).all().items():
         queue_urls[role] = sqs.get_queue_url(QueueName=name)["QueueUrl"]
         dlq_urls[role] = sqs.get_queue_url(QueueName=f"{name}-dlq")["QueueUrl"]
-    work_arn, trigger_arn = (
+    work_arn, events_arn = (
         sqs.get_queue_attributes(QueueUrl=queue_urls[role], AttributeNames=["QueueArn"])[
             "Attributes"
         ]["QueueArn"]
-        for role in ("work", "trigger")
+        for role in ("work", "events")
     )
     settings = Settings(
         table=prefix,
@@ -167,7 +155,22 @@ def discover_resources(clients: Clients, prefix: str, *, bus: str = DEFAULT_EVEN
         work_queue_arn=work_arn,
         schedule_group=prefix,
         scheduler_role_arn=f"arn:aws:iam::123456789012:role/{prefix}-scheduler",
-        trigger_queue_arn=trigger_arn,
+        events_queue_arn=events_arn,
         event_bus=bus,
     )
     return Created(settings=settings, queue_urls=queue_urls, dlq_urls=dlq_urls)
+
+
+def sync_with_app(clients: Clients, settings: Settings, app: App) -> None:
+    """What a deploy of `app` does beyond the stack's fixed resources (template.yaml's
+    custom resources): the schedule group's cron schedules become those of its Crons,
+    and the bus's rules list the event names it uses (so only they reach the events
+    queue). LocalRuntime, `stepline dev` and `stepline worker --create-resources` call
+    it when they start, and `LocalRuntime.deploy` with each new version."""
+    CronScheduleSync(
+        clients.scheduler,
+        group=settings.schedule_group,
+        target_arn=settings.events_queue_arn,
+        role_arn=settings.scheduler_role_arn,
+    ).sync(app)
+    stack_rules(clients.events, settings).sync(routed_event_names(app))

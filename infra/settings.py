@@ -11,8 +11,8 @@ The SAM template sets exactly these variables on every function (a test pins tha
 | STEPLINE_WORK_QUEUE_URL | engine work queue | (required) |
 | STEPLINE_WORK_QUEUE_ARN | the same queue's ARN (Scheduler targets it) | derived from the URL |
 | STEPLINE_SCHEDULE_GROUP | EventBridge Scheduler group for long timers and cron schedules | `<prefix>` |
-| STEPLINE_SCHEDULER_ROLE_ARN | role Scheduler assumes to send to the work queue (timers) and the trigger queue (cron ticks) | (required for long timers and cron schedules) |
-| STEPLINE_TRIGGER_QUEUE_ARN | the trigger queue, where cron schedules send their ticks | (required to sync cron schedules) |
+| STEPLINE_SCHEDULER_ROLE_ARN | role Scheduler assumes to send to the work queue (timers) and the events queue (cron ticks) | (required for long timers and cron schedules) |
+| STEPLINE_EVENTS_QUEUE_ARN | the events queue: the bus's rules send the app's events there, and cron schedules their ticks | (required to sync cron schedules and event rules, and for waits on names computed at run time) |
 | STEPLINE_EVENT_BUS | EventBridge bus name (the template's `EventBusName`) | `stepline` |
 | STEPLINE_EVENT_SOURCE | `Source` of events Stepline publishes | `stepline` |
 | STEPLINE_LOOKBACK | how far back a new wait looks for earlier events | `24h` |
@@ -51,7 +51,7 @@ class Settings(BaseModel):
     work_queue_arn: str = ""
     schedule_group: str = "stepline"
     scheduler_role_arn: str = ""
-    trigger_queue_arn: str = ""
+    events_queue_arn: str = ""
     event_bus: str = DEFAULT_EVENT_BUS
     event_source: str = "stepline"
     lookback: timedelta = timedelta(hours=24)
@@ -136,7 +136,7 @@ _VARIABLES = {
     "work_queue_arn": "STEPLINE_WORK_QUEUE_ARN",
     "schedule_group": "STEPLINE_SCHEDULE_GROUP",
     "scheduler_role_arn": "STEPLINE_SCHEDULER_ROLE_ARN",
-    "trigger_queue_arn": "STEPLINE_TRIGGER_QUEUE_ARN",
+    "events_queue_arn": "STEPLINE_EVENTS_QUEUE_ARN",
     "event_bus": "STEPLINE_EVENT_BUS",
     "event_source": "STEPLINE_EVENT_SOURCE",
     "lookback": "STEPLINE_LOOKBACK",

@@ -11,6 +11,7 @@ adapter it builds once).
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import secrets
 import sys
@@ -18,17 +19,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
 from engine.callbacks import Callbacks
+from engine.event_names import routed_event_names
 from engine.events import EventRouter
 from engine.lifecycle import Lifecycle
 from engine.model import WorkMessage
-from engine.ports import Clock, EventBus, Ports, Timers, WorkQueue
+from engine.ports import Clock, Ports, Timers, WorkQueue
 from engine.runner import Runner
 from infra.clients import Clients
 from infra.clock import SystemClock
 from infra.dynamo import DynamoStore
+from infra.event_rules import stack_rules
 from infra.eventbridge import EventBridgeBus
 from infra.settings import ConfigurationError, Settings
 from infra.sqs import SqsWorkQueue
@@ -38,6 +41,8 @@ from sdk import App, Event
 
 if TYPE_CHECKING:
     from boto3.session import Session
+
+log = logging.getLogger("stepline.events")
 
 
 class LazyWorkQueue:
@@ -73,18 +78,51 @@ class LazyTimers:
         self.adapter.disarm(run_id, at)
 
 
-class LazyEventBus:
-    """The EventBus port, built on its first event (an EventBridge client)."""
+class _Routes(Protocol):
+    def route(self, name: str) -> None: ...
 
-    def __init__(self, build: Callable[[], EventBus]) -> None:
-        self._build = build
+
+class LazyEventBus:
+    """The EventBus port: publishing through EventBridge (`EventBridgeBus`) and routing
+    names through the stack's rules (`EventRules`), each built on its first use."""
+
+    def __init__(
+        self, publisher: Callable[[], EventBridgeBus], rules: Callable[[], _Routes]
+    ) -> None:
+        self._publisher = publisher
+        self._rules = rules
 
     @cached_property
-    def adapter(self) -> EventBus:
-        return self._build()
+    def adapter(self) -> EventBridgeBus:
+        return self._publisher()
+
+    @cached_property
+    def rules(self) -> _Routes:
+        return self._rules()
 
     def publish(self, events: Sequence[Event]) -> list[str]:
         return self.adapter.publish(events)
+
+    def route(self, event_name: str) -> None:
+        self.rules.route(event_name)
+
+
+class _Unrouted:
+    """Routing without STEPLINE_EVENTS_QUEUE_ARN: says once per name what is missing."""
+
+    def __init__(self, routed: Sequence[str]) -> None:
+        self._warned = set(routed)
+
+    def route(self, name: str) -> None:
+        if name not in self._warned:
+            self._warned.add(name)
+            log.warning(
+                "a run waits for events named %r, which the app's code does not spell out, "
+                "and STEPLINE_EVENTS_QUEUE_ARN is not set: no rule routes them to Stepline. "
+                "Set it (template.yaml does), or name the event with a literal in the "
+                "workflow so that the deploy routes it",
+                name,
+            )
 
 
 def _work_queue(clients: Clients, settings: Settings) -> SqsWorkQueue:
@@ -148,7 +186,12 @@ def build_services(
         bus=LazyEventBus(
             lambda: EventBridgeBus(
                 clients.events, bus=settings.event_bus, source=settings.event_source
-            )
+            ),
+            lambda: (
+                stack_rules(clients.events, settings, routed_event_names(app))
+                if settings.events_queue_arn
+                else _Unrouted(routed_event_names(app))
+            ),
         ),
         clock=clock,
         flow=store,

@@ -89,7 +89,20 @@ class CustomResources:
         if isinstance(value, dict) and "Fn::GetAtt" in value:
             logical, attribute = value["Fn::GetAtt"]
             assert attribute == "Arn", value
+            resource = self.template["Resources"][logical]
+            if resource["Type"] == "AWS::SQS::Queue":
+                name = resource["Properties"]["QueueName"]["Fn::Sub"]
+                name = name.replace("${AWS::StackName}", self.stack_name)
+                sqs = self.session.client("sqs")
+                url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+                return sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])[
+                    "Attributes"
+                ]["QueueArn"]
             return self._function(logical)["FunctionArn"]
+        if isinstance(value, dict) and value.get("Fn::If", [None])[0] == "CreateBus":
+            # The bus's name: the stack's own bus unless "default".
+            bus = self.parameters.get("EventBusName", "stepline")
+            return "default" if bus in ("", "default") else bus
         if isinstance(value, dict) and value.get("Ref") in self.template.get("Parameters", {}):
             parameter = self.template["Parameters"][value["Ref"]]
             return self.parameters.get(value["Ref"], parameter.get("Default"))

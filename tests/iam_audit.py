@@ -168,6 +168,19 @@ def required_permissions(
             )
             needed.append(("events:PutEvents", arn, {}))
         return needed
+    if service == "events" and operation == "ListRules":
+        # No resource-level permissions: AWS authorises a listing on "*".
+        return [("events:ListRules", "*", {})]
+    if service == "events" and operation in (
+        "PutRule",
+        "PutTargets",
+        "RemoveTargets",
+        "DeleteRule",
+    ):
+        rule = params.get("Name") or params["Rule"]
+        bus = params.get("EventBusName") or "default"
+        path = rule if bus == "default" else f"{bus}/{rule}"
+        return [(f"events:{operation}", f"arn:aws:events:{region}:{account}:rule/{path}", {})]
     raise AssertionError(f"the IAM audit does not know {service}:{operation}; teach it")
 
 

@@ -244,8 +244,8 @@ def test_a_refused_event_is_logged_without_the_secret_and_not_retried(effects, c
         )
         rt.send(Event(name="stepline/callback.completed", data={"result": 2}))
         assert rt.run(run_id).output == {"decision": "first"}
-        assert rt.dead_letter_count("waits") == 0
-        assert rt.deliveries["waits"] == 4  # "go" and the three answers, each once
+        assert rt.dead_letter_count("events") == 0
+        assert rt.deliveries["events"] == 4  # "go" and the three answers, each once
         text = caplog.text
         assert "already completed" in text and "no callback has the id" in text
         assert handed[0].rsplit(".", 1)[1] not in text

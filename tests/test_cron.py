@@ -155,7 +155,7 @@ def test_a_tick_delivered_again_starts_no_second_run():
         # WHEN Scheduler sends it again (a retry after throttling), twice, and someone
         # puts the same tick on the bus
         for _ in range(2):
-            rt.clients.sqs.send_message(QueueUrl=rt.queue_urls["trigger"], MessageBody=retried)
+            rt.clients.sqs.send_message(QueueUrl=rt.queue_urls["events"], MessageBody=retried)
         rt.drain()
         rt.send(Event(name=CRON_EVENT, data={"cron": "0 9 * * *", "tick": "2026-03-02T09:00Z"}))
 

@@ -45,8 +45,7 @@ def dashboard(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Any:
             monkeypatch.delenv(name)
     for name, value in stack.functions["engine"].environment.items():
         monkeypatch.setenv(name, value)
-    for role in ("Trigger", "Waits", "Cancel"):
-        monkeypatch.setenv(f"STEPLINE_{role.upper()}_QUEUE_URL", stack.outputs[f"{role}QueueUrl"])
+    monkeypatch.setenv("STEPLINE_EVENTS_QUEUE_URL", stack.outputs["EventsQueueUrl"])
     monkeypatch.setenv("AWS_REGION", REGION)
     connection = connect(None, REGION, "stepline")
     backend = Backend(connection, app_provider=lambda: shop)
@@ -83,12 +82,10 @@ def test_the_dashboard_reads_and_acts_on_a_deployed_stack(stack, dashboard):
     workflows = page(dashboard, "/workflows")
     [order_row] = re.findall(r'<tr data-workflow="order">(.*?)</tr>', workflows, re.DOTALL)
     assert "order/placed" in order_row and re.search(r"sleeping\s*1", order_row)
-    # AND the stack's four dead-letter queues
+    # AND the stack's two dead-letter queues
     dead = page(dashboard, "/dead-letters")
     assert sorted(re.findall(r'<article class="dlq" data-queue="(\w+)"', dead)) == [
-        "cancel",
-        "trigger",
-        "waits",
+        "events",
         "work",
     ]
     # WHEN the run is paused and resumed from it, THEN the stack's table says so, and the

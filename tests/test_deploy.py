@@ -61,12 +61,12 @@ ROOT = Path(__file__).resolve().parent.parent
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's
 STACK = "stepline"
-FUNCTIONS = ("trigger", "waits", "cancel", "engine")
+FUNCTIONS = ("events", "engine")
 # What template.yaml's CodeUri packages (with requirements.txt); moto runs none of it.
 CODE_FOLDERS = ("sdk", "engine", "infra", "handlers", "workflows", "examples")
 # What moto's CloudFormation skips with a warning; `deploy` makes the first two itself,
 # and moto would not enforce the others (the alias SAM adds beside the version it
-# publishes of the cron-sync function is named by nothing). Any other skipped type fails
+# publishes of the app-sync function is named by nothing). Any other skipped type fails
 # the deploy.
 MOTO_SKIPS = {
     "AWS::Scheduler::ScheduleGroup",
@@ -220,6 +220,10 @@ class Lambdas:
     pollers: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.app is not None and self.stack.custom is not None:
+            # Running another app is deploying it: its EventRules route the names it uses.
+            answer = self.stack.custom.send("EventRules", "Update", app=self.app)
+            assert answer["Status"] == "SUCCESS", answer.get("Reason")
         for role, function in self.stack.functions.items():
             settings = Settings.from_env({**function.environment, "AWS_REGION": REGION})
             app = self.app or load_app(settings.app)
@@ -368,20 +372,17 @@ def test_the_stack_is_created_and_its_outputs_are_what_the_functions_use(stack):
         assert env["STEPLINE_SCHEDULER_ROLE_ARN"] == outputs["SchedulerRoleArn"]
         assert env["STEPLINE_APP"] == "workflows:app"
     assert stack.functions["engine"].queue_url == outputs["WorkQueueUrl"]
-    for role in ("trigger", "waits", "cancel"):
-        assert stack.functions[role].queue_url == outputs[f"{role.title()}QueueUrl"]
+    assert stack.functions["events"].queue_url == outputs["EventsQueueUrl"]
     # Each function has a role of its own: the template's, so SAM generated none (it would
     # attach AWSLambdaSQSQueueExecutionRole, whose Resource is "*").
-    assert len({f.role_name for f in stack.functions.values()}) == 4
+    assert len({f.role_name for f in stack.functions.values()}) == 2
     resources = stack.translated["Resources"]
     roles = {name for name, r in resources.items() if r["Type"] == "AWS::IAM::Role"}
     assert roles == {
         "EngineRole",
-        "TriggerRole",
-        "WaitsRole",
-        "CancelRole",
+        "EventsRole",
         "SchedulerRole",
-        "CronSyncRole",
+        "AppSyncRole",
     }
     # Scheduler, and only for this stack's schedule group in this account, may assume the
     # wake-up role.
@@ -396,14 +397,24 @@ def test_the_stack_is_created_and_its_outputs_are_what_the_functions_use(stack):
     assert not trusts(role, "lambda.amazonaws.com", mine)
 
 
-def test_an_event_on_the_stacks_bus_reaches_the_trigger_waits_and_cancel_queues(stack):
+def test_an_event_the_app_uses_reaches_the_events_queue_once_and_others_never(stack):
+    # GIVEN the stack deployed: its EventRules resource made rules of the names the
+    # workflows package uses
     lambdas = Lambdas(stack, ManualClock(datetime.now(UTC)))
+    rules = stack.client("events").list_rules(EventBusName="stepline", NamePrefix=STACK)["Rules"]
+    routed = set().union(*(json.loads(rule["EventPattern"])["detail-type"] for rule in rules))
+    assert "app/nothing-listens" not in routed
+    # WHEN an event no workflow uses is put on the bus
     put_event(stack, "app/nothing-listens", {"x": 1})
-    depths = queue_depths(stack)
-    assert depths["TriggerQueueUrl"] == depths["WaitsQueueUrl"] == depths["CancelQueueUrl"] == 1
-    assert depths["WorkQueueUrl"] == 0
-    lambdas.drain()  # each handler ignores an event that is not its business
+    # THEN it reaches no queue (it costs Stepline nothing)
     assert set(queue_depths(stack).values()) == {0}
+    # AND an event the app uses reaches the one events queue, once
+    [name] = sorted(routed - {n for n in routed if n.startswith("stepline/")})[:1]
+    put_event(stack, name, {"x": 1})
+    depths = queue_depths(stack)
+    assert depths["EventsQueueUrl"] == 1 and depths["WorkQueueUrl"] == 0
+    lambdas.drain()
+    assert depths == {**dict.fromkeys(depths, 0), "EventsQueueUrl": 1}
     assert lambdas.denials() == []
 
 
@@ -504,15 +515,7 @@ def test_a_run_sleeps_on_the_stacks_scheduler_waits_invokes_and_publishes_on_its
     assert {"scheduler:CreateSchedule", "iam:PassRole", "events:PutEvents"} <= lambdas.used(
         "engine"
     )
-    assert "dynamodb:Query" in lambdas.used("waits")
-    assert lambdas.used("trigger") <= {
-        "dynamodb:GetItem",
-        "dynamodb:PutItem",
-        "dynamodb:UpdateItem",
-        "sqs:SendMessage",
-        "sqs:ReceiveMessage",
-        "sqs:DeleteMessage",
-    }
+    assert {"dynamodb:Query", "dynamodb:GetItem", "dynamodb:PutItem"} <= lambdas.used("events")
 
 
 def test_a_cancelling_event_cancels_the_run_and_withdraws_its_schedule(stack):
@@ -532,7 +535,7 @@ def test_a_cancelling_event_cancels_the_run_and_withdraws_its_schedule(stack):
     assert run.status == "CANCELLED"
     assert "order/cancelled" in run.error.message
     assert timer["Name"] not in {s["Name"] for s in schedules_in_group(stack)}
-    assert "scheduler:DeleteSchedule" in lambdas.used("cancel")
+    assert "scheduler:DeleteSchedule" in lambdas.used("events")
     assert lambdas.denials() == []
     assert set(queue_depths(stack).values()) == {0}
 
@@ -572,7 +575,7 @@ def test_a_system_holding_only_a_callback_id_completes_it_with_an_event_on_the_b
     assert store.get_run(run_id).output == {"approved": True}
     assert lambdas.denials() == []
     assert set(queue_depths(stack).values()) == {0}
-    assert {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"} <= lambdas.used("waits")
+    assert {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"} <= lambdas.used("events")
 
 
 # -- flow control on the stack -------------------------------------------------------------
@@ -667,7 +670,7 @@ def test_flow_controls_run_on_the_stack_with_only_what_the_roles_allow(stack):
         "scheduler:CreateSchedule",
         "scheduler:DeleteSchedule",
         "iam:PassRole",
-    } <= lambdas.used("trigger")
+    } <= lambdas.used("events")
 
 
 # -- the roles do not allow more ---------------------------------------------------------
@@ -702,17 +705,23 @@ def test_each_functions_role_allows_only_its_own_work(stack):
         "events:PutEvents",
         f"arn:aws:events:{REGION}:{ACCOUNT}:event-bus/default",
     )
-    for role in ("trigger", "waits", "cancel"):
-        assert not allows(fn[role].statements, "events:PutEvents", stack.outputs["EventBusArn"])
-        assert not allows(fn[role].statements, "scheduler:CreateSchedule", f"{group}/x")
-        # Each consumes its own queue and no other.
-        assert allows(fn[role].statements, "sqs:ReceiveMessage", fn[role].queue_arn)
-        assert not allows(fn[role].statements, "sqs:ReceiveMessage", stack.outputs["WorkQueueArn"])
-    assert not allows(fn["trigger"].statements, "dynamodb:Query", f"{table}/index/runs")
-    # The trigger arms flow-control timers, never a Cron's schedules.
-    assert allows(fn["trigger"].statements, "scheduler:CreateSchedule", f"{group}/stepline-x-1")
-    assert not allows(fn["trigger"].statements, "scheduler:DeleteSchedule", f"{group}/cron-x")
-    assert not allows(fn["waits"].statements, "dynamodb:Query", f"{table}/index/runs")
+    events = fn["events"].statements
+    assert not allows(events, "events:PutEvents", stack.outputs["EventBusArn"])
+    assert not allows(events, "scheduler:CreateSchedule", f"{group}/x")
+    # It consumes its own queue and no other.
+    assert allows(events, "sqs:ReceiveMessage", fn["events"].queue_arn)
+    assert not allows(events, "sqs:ReceiveMessage", stack.outputs["WorkQueueArn"])
+    assert not allows(events, "dynamodb:Query", f"{table}/index/runs")
+    # It arms flow-control timers, never a Cron's schedules.
+    assert allows(events, "scheduler:CreateSchedule", f"{group}/stepline-x-1")
+    assert not allows(events, "scheduler:DeleteSchedule", f"{group}/cron-x")
+    # The engine may add a rule of this stack for a name a run computes, no other rule,
+    # and never delete one.
+    rules = f"arn:aws:events:{REGION}:{ACCOUNT}:rule/stepline"
+    assert allows(fn["engine"].statements, "events:PutRule", f"{rules}/{STACK}-event-0123abcd")
+    assert not allows(fn["engine"].statements, "events:PutRule", f"{rules}/someone-elses")
+    assert not allows(fn["engine"].statements, "events:DeleteRule", f"{rules}/{STACK}-event-0")
+    assert not allows(events, "events:PutRule", f"{rules}/{STACK}-event-0123abcd")
 
 
 # -- parameters --------------------------------------------------------------------------
@@ -727,11 +736,9 @@ def test_with_the_default_bus_parameter_the_rules_and_functions_use_the_default_
         other.functions["engine"].statements, "events:PutEvents", other.outputs["EventBusArn"]
     )
     rules = aws.client("events").list_rules(EventBusName="default")["Rules"]
-    assert {r["Name"] for r in rules} == {
-        "stepline-b-trigger",
-        "stepline-b-waits",
-        "stepline-b-cancel",
-    }
+    assert {r["Name"] for r in rules} == {"stepline-b-events-0"}
+    # The deploy made them with the function's own role, on the default bus's rule ARNs.
+    assert other.custom is not None and other.custom.denials() == []
 
     lambdas = Lambdas(other, ManualClock(datetime.now(UTC)))
     event_id = aws.client("events").put_events(

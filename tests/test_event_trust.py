@@ -14,7 +14,7 @@ import logging
 from datetime import timedelta
 
 from engine.ids import run_id_for
-from infra.lambda_functions import handle_waits
+from infra.lambda_functions import handle_events
 from infra.local import LocalRuntime
 from sdk import App, Context, Event
 from tests.conftest import START
@@ -210,7 +210,7 @@ def test_a_record_without_a_sent_timestamp_is_filed_under_the_handlers_clock():
             "detail": {"doc": 1, "by": "ann"},
         }
         record = {"messageId": "m1", "body": json.dumps(body), "attributes": {}}
-        assert handle_waits({"Records": [record]}, None, services=rt.services) == {
+        assert handle_events({"Records": [record]}, None, services=rt.services) == {
             "batchItemFailures": []
         }
         rt.drain()

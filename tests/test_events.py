@@ -10,7 +10,7 @@ import pytest
 
 from examples import app as shop
 from examples import services
-from infra.lambda_functions import handle_cancel, handle_trigger, handle_work
+from infra.lambda_functions import handle_events, handle_work
 from infra.local import LocalRuntime
 from sdk import App, CancelOn, Context, Event, Trigger
 from tests.conftest import START
@@ -46,7 +46,7 @@ def test_plain_put_events_starts_a_run_through_the_trigger_rule_and_queue():
         [run] = rt.runs(workflow="user-onboarding")
         assert run.event_id == event_id
         assert run.status == "SLEEPING"
-        assert rt.deliveries["trigger"] == 1
+        assert rt.deliveries["events"] == 1
         assert services.mailer.sent == [("u1", "welcome")]
 
 
@@ -225,7 +225,7 @@ def test_deleting_the_user_mid_drip_cancels_the_run_and_its_pending_timer():
         run = rt.run(run_id)
         assert run.status == "CANCELLED"
         assert "app/user.deleted" in run.error.message
-        assert rt.deliveries["cancel"] >= 1
+        assert rt.deliveries["events"] >= 1
         # The cancelled run's wake-up is gone; the other user's remains.
         assert len(rt.pending_schedules()) == 1
         rt.advance(timedelta(days=11))
@@ -260,8 +260,8 @@ def test_a_cancel_event_that_beats_the_run_start_still_cancels_it():
         return "done"
 
     with LocalRuntime(app, start=START) as rt:
-        # Both on the queues before any handler runs: "stop" is handled before the run exists.
-        for name in ("start", "stop"):
+        # Both on the queue before any handler runs: "stop" is handled before the run exists.
+        for name in ("stop", "start"):
             rt.clients.events.put_events(
                 Entries=[
                     {
@@ -272,12 +272,8 @@ def test_a_cancel_event_that_beats_the_run_start_still_cancels_it():
                     }
                 ]
             )
-        # Handle the cancel queue first, then the trigger, then the engine.
-        for role, handler in (
-            ("cancel", handle_cancel),
-            ("trigger", handle_trigger),
-            ("work", handle_work),
-        ):
+        # Handle the events ("stop", then "start"), then the engine.
+        for role, handler in (("events", handle_events), ("work", handle_work)):
             rt._deliver_batch(role, handler)
         rt.drain()
         [run] = rt.runs()
@@ -304,8 +300,10 @@ def test_cancel_on_timeout_limits_how_long_the_rule_applies():
         assert rt.run(run_id).status == "COMPLETED"
 
 
-def test_an_event_no_workflow_uses_is_logged_and_acknowledged(caplog):
+def test_an_event_no_workflow_uses_never_reaches_stepline_and_says_why(caplog):
     with LocalRuntime(shop, start=START) as rt, caplog.at_level(logging.INFO, "stepline"):
         assert rt.send(Event(name="nobody/cares", data={"x": 1})) == []
-        assert "starts no workflow" in caplog.text
-        assert rt.dead_letters("trigger") == []
+        # The bus's rules list the names the app uses: this one is not delivered at all.
+        assert rt.deliveries == {"events": 0, "work": 0}
+        assert "starts no workflow" in caplog.text and "no rule routes" in caplog.text
+        assert rt.dead_letters("events") == []

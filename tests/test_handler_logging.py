@@ -90,7 +90,7 @@ def test_an_expression_that_fails_on_an_event_is_logged_without_its_operands(jso
     [line] = [
         line
         for line in _lines(json_log)
-        if "could not be evaluated" in line["message"] and line.get("queue") == "trigger"
+        if "could not be evaluated" in line["message"] and line.get("queue") == "events"
     ]
     assert line["level"] == "WARNING"
     assert "'card-check'" in line["message"] and "int(event.data.card) > 0" in line["message"]

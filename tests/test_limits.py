@@ -45,7 +45,7 @@ def put_event(rt: LocalRuntime, name: str, data: dict) -> str:
 
 
 def no_dead_letters(rt: LocalRuntime) -> bool:
-    return all(rt.dead_letter_count(role) == 0 for role in ("trigger", "waits", "cancel", "work"))
+    return all(rt.dead_letter_count(role) == 0 for role in ("events", "work"))
 
 
 # -- a wait with if_: the trigger is stored once ---------------------------------------------
@@ -270,7 +270,7 @@ def test_an_event_id_over_the_limit_is_refused_naming_the_limit():
         # From a plain put_events the handlers refuse it the same way; other events flow.
         put_event(rt, "go", {"$stepline": {"id": too_long}})
         assert rt.runs() == []
-        assert rt.dead_letter_count("trigger") == 1
+        assert rt.dead_letter_count("events") == 1
         [run_id] = rt.send(Event(name="go", data={}, id="i" * MAX_EVENT_ID_LENGTH))
         assert rt.run(run_id).output == "ran"
 

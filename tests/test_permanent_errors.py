@@ -247,7 +247,7 @@ def test_a_missing_table_is_logged_as_permanent_with_what_to_do(caplog):
             ]
         )
         rt.drain()
-        assert rt.dead_letter_count("trigger") == 1
+        assert rt.dead_letter_count("events") == 1
     failures = [r.getMessage() for r in caplog.records if "trigger queue" in r.getMessage()]
     assert failures
     for line in failures:

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
+from infra.lambda_functions import EVENT_RULES_TYPE
 from infra.resources import (
-    ALL_EVENTS_PATTERN,
     EVENT_QUEUES,
     MAX_RECEIVE_COUNT,
     TABLE_DEFINITION,
@@ -35,19 +35,25 @@ RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
 STACK_PREFIX = "${AWS::StackName}"  # names derive from the stack as local ones from the prefix
 HANDLERS = {
     "work": "handlers.engine.handler",
-    "trigger": "handlers.trigger.handler",
-    "waits": "handlers.waits.handler",
-    "cancel": "handlers.cancel.handler",
-    # Not a queue's: CloudFormation calls it (the CronSchedules custom resource).
-    "cron-sync": "handlers.cron_sync.handler",
+    "events": "handlers.events.handler",
+    # Not a queue's: CloudFormation calls it (the CronSchedules and EventRules resources).
+    "app-sync": "handlers.app_sync.handler",
 }
 
 # Statements allowed `Resource: "*"`, as (role, action): why AWS leaves no narrower choice.
 # Every other statement names its table, index, queue, bus, schedule group or role.
 WILDCARD_RESOURCE_ALLOWED: dict[tuple[str, str], str] = {
-    ("CronSyncRole", "scheduler:ListSchedules"): (
+    ("AppSyncRole", "scheduler:ListSchedules"): (
         "ListSchedules supports no resource-level permissions; the function lists only its "
         "stack's group (GroupName), and a listing holds schedule names, not their targets"
+    ),
+    ("AppSyncRole", "events:ListRules"): (
+        "ListRules supports no resource-level permissions; the function lists only its "
+        "stack's rules (NamePrefix) on its bus"
+    ),
+    ("EngineRole", "events:ListRules"): (
+        "ListRules supports no resource-level permissions; the engine lists only its stack's "
+        "rules (NamePrefix), once per process for a wait on a name computed at run time"
     ),
 }
 
@@ -173,27 +179,28 @@ def test_each_handler_knows_its_queues_visibility_timeout():
 # -- EventBridge -------------------------------------------------------------------------
 
 
-def test_every_event_goes_to_each_event_queue_and_only_its_rule_may_send_there():
-    queues = queues_by_name()
-    rules = of_type("AWS::Events::Rule")
-    policies = of_type("AWS::SQS::QueuePolicy").values()
-    for role in EVENT_QUEUES:
-        queue_id, _ = queues[getattr(queue_names(STACK_PREFIX), role)]
-        [(rule_id, rule)] = [
-            (n, r)
-            for n, r in rules.items()
-            if [getatt(t["Arn"]) for t in r["Properties"]["Targets"]] == [queue_id]
-        ]
-        assert rule["Properties"]["EventPattern"] == ALL_EVENTS_PATTERN
-        assert rule["Properties"]["Name"] == {"Fn::Sub": f"{STACK_PREFIX}-{role}"}
-        [policy] = [
-            p for p in policies if [getatt(q) for q in p["Properties"]["Queues"]] == [queue_id]
-        ]
-        [statement] = policy["Properties"]["PolicyDocument"]["Statement"]
-        assert statement["Principal"] == {"Service": "events.amazonaws.com"}
-        assert statement["Action"] == "sqs:SendMessage"
-        assert getatt(statement["Condition"]["ArnEquals"]["aws:SourceArn"]) == rule_id
-    assert len(rules) == len(EVENT_QUEUES)
+def test_events_reach_one_queue_through_the_rules_the_app_sync_makes_and_no_other_rule():
+    # No rule is declared: their patterns list the app's event names, which the EventRules
+    # custom resource syncs at each deploy (infra/event_rules.py) onto the events queue.
+    assert of_type("AWS::Events::Rule") == {}
+    assert EVENT_QUEUES == ("events",)
+    queue_id, _ = queues_by_name()[queue_names(STACK_PREFIX).events]
+    [rules] = [r for r in RESOURCES.values() if r["Type"] == EVENT_RULES_TYPE]
+    assert getatt(rules["Properties"]["EventsQueueArn"]) == queue_id
+    assert getatt(rules["Properties"]["ServiceToken"]) == "AppSyncFunction"
+    # Only this stack's rules, from this account, may send to the queue.
+    [policy] = of_type("AWS::SQS::QueuePolicy").values()
+    assert [getatt(q) for q in policy["Properties"]["Queues"]] == [queue_id]
+    [statement] = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+    assert statement["Action"] == "sqs:SendMessage"
+    source = statement["Condition"]["ArnLike"]["aws:SourceArn"]["Fn::If"]
+    assert source[0] == "CreateBus"
+    assert [arn["Fn::Sub"] for arn in source[1:]] == [
+        "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:rule/${EventBusName}/"
+        f"{STACK_PREFIX}-event*",
+        f"arn:${{AWS::Partition}}:events:${{AWS::Region}}:${{AWS::AccountId}}:rule/{STACK_PREFIX}-event*",
+    ]
 
 
 # -- functions ---------------------------------------------------------------------------
@@ -282,9 +289,7 @@ def test_the_outputs_name_the_bus_table_and_queues():
         "EventBusName",
         "TableName",
         "WorkQueueUrl",
-        "TriggerQueueUrl",
-        "WaitsQueueUrl",
-        "CancelQueueUrl",
+        "EventsQueueUrl",
     } <= set(TEMPLATE["Outputs"])
 
 
@@ -363,7 +368,7 @@ def test_the_lambda_requirements_are_the_runtime_dependencies_without_the_cli():
 
 def test_the_handlers_and_the_workflows_package_import_nothing_the_lambda_lacks():
     code = (
-        "import sys, handlers.engine, handlers.trigger, handlers.waits, handlers.cancel\n"
+        "import sys, handlers.engine, handlers.events, handlers.app_sync\n"
         "from infra.wiring import load_app\n"
         "load_app('workflows:app')\n"
         "print(sorted({m.split('.')[0] for m in sys.modules}))\n"

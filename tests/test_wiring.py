@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from infra.clients import Clients
-from infra.lambda_functions import handle_trigger, handle_work
+from infra.lambda_functions import handle_events, handle_work
 from infra.local import LocalRuntime, lambda_service
 from infra.wiring import build_services
 from sdk import App, Context
@@ -48,14 +48,14 @@ def test_the_trigger_function_creates_no_scheduler_client_and_the_engine_does_wh
                 queue_url=url,
                 queue_arn=rt._arn_of[url],
                 role=role,
-                handler={"trigger": handle_trigger, "work": handle_work}[role],
+                handler={"events": handle_events, "work": handle_work}[role],
                 services=services,
                 lambda_timeout=timedelta(minutes=15),
                 visibility_timeout=300,
             )
 
-        # WHEN the trigger function starts the run
-        result = deliver("trigger")
+        # WHEN the events function starts the run
+        result = deliver("events")
 
         # THEN it used DynamoDB and SQS, and never created a Scheduler or EventBridge client
         assert (result.received, result.failed) == (1, [])

@@ -15,8 +15,8 @@ from moto import mock_aws
 
 from engine.clock import ManualClock
 from infra.clients import Clients
-from infra.local.worker import QueueSet, Worker, sync_cron_schedules
-from infra.resources import create_resources
+from infra.local.worker import QueueSet, Worker
+from infra.resources import create_resources, sync_with_app
 from infra.settings import Settings
 from infra.wiring import build_services
 from sdk import App, Context, Cron
@@ -39,7 +39,7 @@ def worker() -> Iterator[tuple[Worker, ManualClock, Any]]:
         settings = created.settings.model_copy(update={"region": REGION})
         clock = ManualClock(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
         services = build_services(APP, settings, clock=clock, clients=Clients(settings, session))
-        sync_cron_schedules(services)  # what `stepline dev` does on start
+        sync_with_app(services.clients, services.settings, services.app)  # as `stepline dev` does
         queues = QueueSet.discover(services.clients.sqs, created.queue_urls)
         yield Worker(services, queues, fire_schedules=True), clock, created.queue_urls
 
@@ -68,7 +68,7 @@ def test_the_worker_pump_sends_each_tick_of_the_apps_cron_once_to_the_trigger_qu
 
     # THEN the tick went once to the trigger queue, carrying Scheduler's scheduled time
     assert fired == [1, 0]
-    assert ticks_sent(sqs, urls["trigger"]) == ["2026-03-02T09:30:00Z"]
+    assert ticks_sent(sqs, urls["events"]) == ["2026-03-02T09:30:00Z"]
 
     # AND an hour on, the next one; then, after the pump was stopped for an hour, only
     # the tick of the last 5 minutes (a laptop that slept does not catch up on a night)
@@ -76,4 +76,4 @@ def test_the_worker_pump_sends_each_tick_of_the_apps_cron_once_to_the_trigger_qu
     assert pump.fire_due() == 1
     clock.set(datetime(2026, 3, 2, 12, 32, tzinfo=UTC))
     assert pump.fire_due() == 1
-    assert ticks_sent(sqs, urls["trigger"]) == ["2026-03-02T10:30:00Z", "2026-03-02T12:30:00Z"]
+    assert ticks_sent(sqs, urls["events"]) == ["2026-03-02T10:30:00Z", "2026-03-02T12:30:00Z"]

@@ -73,6 +73,9 @@ async def wait_for_event(
         workflow_id=session.workflow.id,
     )
     index = session.ports.index
+    # Events of a name computed at run time reach Stepline only once the bus routes it
+    # (engine/event_names.py); names the app's code spells out are routed at deploy.
+    await session.call_port(lambda: session.ports.bus.route(event))
     path_known_since = await session.call_port(lambda: index.add_wait_path(event, match, now=now))
     await session.record(
         slot,

@@ -7,10 +7,11 @@
         rt.run(run_id).status, rt.history(run_id)
 
 It creates the same resources a deployment has (table, queues with DLQs, EventBridge
-rules, schedule group) inside `moto.mock_aws`, and drives the real Lambda handlers with
-Lambda-shaped SQS events, as the event source mappings would on AWS. Nothing is
-shortcut: `send` puts the event on moto's EventBridge bus, whose rules deliver it to the
-trigger, waits and cancel queues.
+rules for the event names the app uses, schedule group) inside `moto.mock_aws`, and
+drives the real Lambda handlers with Lambda-shaped SQS events, as the event source
+mappings would on AWS. Nothing is shortcut: `send` puts the event on moto's EventBridge
+bus, whose rules deliver it, once, to the events queue (an event no workflow uses is
+not delivered at all).
 
 Time is virtual. The process clock is frozen at the virtual time (time-machine), so
 moto's SQS delays and the engine agree about "now"; `advance` moves it forward from
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import heapq
 import json
+import logging
 import math
 import threading
 from collections.abc import Callable
@@ -48,14 +50,14 @@ from engine.ports import Ports, Timers
 from engine.runner import Runner
 from engine.views import RunView, StepView, history_of
 from infra.clients import Clients
-from infra.cron_schedules import CronScheduleSync
+from infra.event_rules import stack_rules
 from infra.eventbridge import EventBridgeBus
 from infra.lambda_batch import LambdaFunction
 from infra.lambda_functions import BY_QUEUE
 from infra.local import lambda_service
 from infra.local.cron_pump import CronPump
 from infra.local.runtime_control import RunControlMixin
-from infra.resources import create_resources
+from infra.resources import create_resources, sync_with_app
 from infra.settings import DEFAULT_EVENT_BUS, Settings
 from infra.wiring import Services, build_services
 from sdk import App, Event
@@ -65,6 +67,9 @@ if TYPE_CHECKING:
     from time_machine import Traveller, travel
 
 REGION = lambda_service.REGION
+
+
+log = logging.getLogger("stepline.local")
 
 
 class LocalRuntimeError(RuntimeError):
@@ -133,7 +138,7 @@ class LocalRuntime(RunControlMixin):
         self._mock: MockAWS | None = None
         self._travel: travel | None = None
         #: How many SQS messages each handler has been given, by queue role.
-        self.deliveries: dict[str, int] = {"trigger": 0, "waits": 0, "cancel": 0, "work": 0}
+        self.deliveries: dict[str, int] = {"events": 0, "work": 0}
         #: Batches in which a handler raised instead of reporting item failures.
         self.crashed_batches = 0
         #: Wall seconds of every handler invocation, by queue role (what Lambda bills).
@@ -189,7 +194,7 @@ class LocalRuntime(RunControlMixin):
                 clients=Clients(self.settings, session),
                 ports_hook=self._wrap_ports,
             )
-            self._sync_crons()
+            self._sync_app()
             self._crons = CronPump(
                 self.clients.scheduler,
                 self.clients.sqs,
@@ -210,18 +215,14 @@ class LocalRuntime(RunControlMixin):
         ports = replace(ports, timers=self._ledger)
         return self._ports_hook(ports) if self._ports_hook else ports
 
-    def _sync_crons(self) -> None:
-        CronScheduleSync(
-            self.clients.scheduler,
-            group=self.settings.schedule_group,
-            target_arn=self.settings.trigger_queue_arn,
-            role_arn=self.settings.scheduler_role_arn,
-        ).sync(self.app)
+    def _sync_app(self) -> None:
+        sync_with_app(self.clients, self.settings, self.app)
 
     def deploy(self, app: App) -> None:
         """Run a new version of the app from now on, as a deploy would: runs in flight
         replay their histories against its code, timers and queued messages are kept,
-        and its Crons' schedules replace the old ones."""
+        its Crons' schedules replace the old ones, and the bus's rules route the event
+        names it uses."""
         self._require()
         services = self.services
         runner = Runner(app, services.ports, services.runner.settings)
@@ -237,7 +238,7 @@ class LocalRuntime(RunControlMixin):
             queue_urls=services.queue_urls,
             callbacks=Callbacks(services.ports, runner.lifecycle, services.router.settings),
         )
-        self._sync_crons()
+        self._sync_app()
 
     def __exit__(self, *exc_info: object) -> None:
         if self._travel is not None:
@@ -292,6 +293,16 @@ class LocalRuntime(RunControlMixin):
         bus = EventBridgeBus(self.clients.events, bus=self.settings.event_bus, source=source)
         [event_id] = bus.publish([event])
         sent = event.model_copy(update={"id": event_id, "ts": event.ts or self.clock.now()})
+        if event.name not in stack_rules(self.clients.events, self.settings).routed_names():
+            log.info(
+                "event %s (%s) starts no workflow and reaches no wait: no rule routes %r to "
+                "Stepline, as no workflow of app %r uses it (triggers, wait_for_event, "
+                "cancel_on)",
+                event_id,
+                event.name,
+                event.name,
+                self.app.name,
+            )
         self.drain()
         started = []
         for workflow_id in self.services.router.matching_workflows(sent):

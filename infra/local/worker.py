@@ -18,7 +18,6 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from infra.cron_schedules import CronScheduleSync
 from infra.lambda_batch import LambdaFunction
 from infra.lambda_functions import BY_QUEUE
 from infra.local import lambda_service
@@ -33,7 +32,7 @@ log = logging.getLogger("stepline.worker")
 
 @dataclass
 class QueueSet:
-    """URLs and ARNs of the four queues a worker serves, by role."""
+    """URLs and ARNs of the queues a worker serves (work, events), by role."""
 
     urls: dict[str, str]
     arns: dict[str, str] = field(default_factory=dict)
@@ -47,17 +46,6 @@ class QueueSet:
             for role, url in urls.items()
         }
         return cls(urls=urls, arns=arns)
-
-
-def sync_cron_schedules(services: Services) -> None:
-    """Make the group's cron schedules those of the app's Crons, as a deploy does."""
-    settings = services.settings
-    CronScheduleSync(
-        services.clients.scheduler,
-        group=settings.schedule_group,
-        target_arn=settings.trigger_queue_arn,
-        role_arn=settings.scheduler_role_arn,
-    ).sync(services.app)
 
 
 class Worker:

@@ -37,7 +37,8 @@ from infra.local.cli.serve import _wait_for_stop
 from infra.local.cli.ui import AllowRemoteOption
 from infra.local.devloop import Reloader, Saver, example_event, watched_files
 from infra.local.devstate import DEFAULT_DIRECTORY, DevState, reconcile
-from infra.local.worker import QueueSet, Worker, sync_cron_schedules
+from infra.local.worker import QueueSet, Worker
+from infra.resources import sync_with_app
 from infra.wiring import build_services, load_app
 from sdk import App
 
@@ -108,7 +109,7 @@ def dev(
         os.environ["STEPLINE_APP"] = app
         connection = connect(endpoint, LOCAL_REGION, prefix, create=True, config=CLIENT_CONFIG)
         services = build_services(application, connection.settings, clients=connection.clients)
-        sync_cron_schedules(services)
+        sync_with_app(services.clients, services.settings, services.app)
         configure_console_logging(verbose)
         kept = DevState(
             state,

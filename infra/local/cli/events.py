@@ -16,8 +16,10 @@ import typer
 from engine.errors import PermanentError, TransientError
 from engine.model import EventOutcome
 from infra.dynamo import DynamoStore
+from infra.event_rules import stack_rules
 from infra.eventbridge import EventBridgeBus, EventTooLargeError
 from infra.local.cli.common import (
+    Connection,
     EndpointOption,
     Exit,
     JsonOption,
@@ -111,6 +113,15 @@ def send(
         typer.echo(f"sent {name} ({sent}) to bus {bus_name}")
         sys.stdout.flush()
     outcome: EventOutcome | None = None
+    unrouted = _unrouted(connection, name) if wait else None
+    if unrouted is not None:
+        if as_json:
+            print_json(
+                {"id": sent, "name": name, "bus": bus_name, "processed": False, "summary": unrouted}
+            )
+        else:
+            typer.echo(unrouted)
+        return
     if wait and unreadable is None:
         try:
             outcome = _await_outcome(store, sent, previous, timeout)
@@ -139,6 +150,25 @@ def send(
         )
 
 
+def _unrouted(connection: Connection, name: str) -> str | None:
+    """Why an event of this name starts nothing, if the stack's rules do not route it to
+    Stepline (no workflow of the deployed app uses it); None if they do, or if the rules
+    cannot be read (then the outcome is awaited as usual)."""
+    try:
+        routed = stack_rules(connection.clients.events, connection.settings).routed_names()
+    except (PermanentError, TransientError):
+        return None
+    if not routed or name in routed:
+        return None
+    shown = sorted(n for n in routed if not n.startswith("stepline/"))
+    known = ", ".join(shown[:10]) + (f" and {len(shown) - 10} more" if len(shown) > 10 else "")
+    return (
+        f"started nothing: no rule of stack {connection.settings.table!r} routes events named "
+        f"{name!r} to Stepline, as no workflow of the deployed app uses that name"
+        + (f" (the names it uses: {known})" if known else "")
+    )
+
+
 def _await_outcome(
     store: DynamoStore, event_id: str, previous: EventOutcome | None, timeout: float
 ) -> EventOutcome | None:
@@ -157,11 +187,11 @@ def _worker_hint(endpoint: str | None) -> str:
     if endpoint:
         return (
             f"Is `stepline dev` (or `stepline worker`) running against {endpoint}? The event "
-            "stays on the trigger queue until one is; `stepline runs list` shows the runs it "
+            "stays on the events queue until one is; `stepline runs list` shows the runs it "
             "starts."
         )
     return (
-        "Is the stack deployed in this region (its trigger function processes events), or a "
-        "`stepline worker` serving its trigger queue? `stepline runs list` shows the runs it "
+        "Is the stack deployed in this region (its events function processes events), or a "
+        "`stepline worker` serving its events queue? `stepline runs list` shows the runs it "
         "starts."
     )

@@ -25,7 +25,8 @@ from infra.local.cli.common import (
     connect,
     errors,
 )
-from infra.local.worker import QueueSet, Worker, sync_cron_schedules
+from infra.local.worker import QueueSet, Worker
+from infra.resources import sync_with_app
 from infra.wiring import build_services, load_app
 
 
@@ -79,13 +80,12 @@ def worker(
     if not urls:
         settings.require_queue()
         urls = {"work": settings.work_queue_url}
-        for role in ("trigger", "waits", "cancel"):
-            url = os.environ.get(f"STEPLINE_{role.upper()}_QUEUE_URL")
-            if url:
-                urls[role] = url
+        events_url = os.environ.get("STEPLINE_EVENTS_QUEUE_URL")
+        if events_url:
+            urls["events"] = events_url
     services = build_services(application, settings, clients=connection.clients)
     if create_resources_:
-        sync_cron_schedules(services)
+        sync_with_app(services.clients, services.settings, services.app)
     queues = QueueSet.discover(connection.clients.sqs, urls)
     worker = Worker(
         services,

@@ -192,15 +192,14 @@ class Backend:
     def _source_queues(self) -> dict[str, str]:
         """The queues whose dead letters are shown: those found on an endpoint, or on
         real AWS the stack's outputs as `stepline worker` reads them (the work queue, and
-        the trigger, waits and cancel queues whose `STEPLINE_<ROLE>_QUEUE_URL` is set)."""
+        the events queue if `STEPLINE_EVENTS_QUEUE_URL` is set)."""
         urls = dict(self.connection.queue_urls)
         if not urls:
             if self.connection.settings.work_queue_url:
                 urls["work"] = self.connection.settings.work_queue_url
-            for role in ("trigger", "waits", "cancel"):
-                url = os.environ.get(f"STEPLINE_{role.upper()}_QUEUE_URL")
-                if url:
-                    urls[role] = url
+            events_url = os.environ.get("STEPLINE_EVENTS_QUEUE_URL")
+            if events_url:
+                urls["events"] = events_url
         return urls
 
     def _dlq_of(self, source_url: str) -> str | None:
