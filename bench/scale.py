@@ -416,7 +416,8 @@ def event_cost() -> dict[str, Any]:
     the resolving event, the engine's resume of the woken run to its completion), the
     Lambda poller's receives and deletes, Lambda's requests and duration at the
     template's memory, the PutEvents, and EventBridge's sends to each SQS queue the
-    template's rules deliver the event to. One event per batch (Lambda batches events
+    stack's rules deliver the event to (none for a name the app does not use: only
+    EventBridge's PutEvents is left, which the sender pays). One event per batch (Lambda batches events
     that arrive together, which divides the per-invocation part).
     """
     with runtime(_events_app()) as rt:

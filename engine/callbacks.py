@@ -3,7 +3,7 @@
 Whoever holds a callback's id (engine.ids.callback_id) can answer it, three ways, all
 ending here: `LocalRuntime.complete_callback` / `fail_callback` / `heartbeat_callback`,
 the CLI (`stepline callbacks complete|fail|heartbeat ID`), and, for a deployed stack, an
-event on the bus (`handle_event`, run by the waits function):
+event on the bus (`handle_event`, run by the events function):
 
 | event name (`DetailType`) | detail |
 |---|---|
@@ -198,7 +198,7 @@ class Callbacks:
             "longer be completed",
         )
 
-    # -- the event path (the waits function) ----------------------------------------------
+    # -- the event path (the events function) ----------------------------------------------
 
     def handle_event(self, event: Event) -> Receipt | None:
         """Answer the callback a `stepline/callback.*` event names; refusals are logged."""

@@ -9,8 +9,9 @@ names come from the app's definitions, read when the app is deployed:
 - its `cancel_on` rules,
 - the callback events (`stepline/callback.completed|failed|heartbeat`),
 - the `wait_for_event` calls in its workflows' code whose `event=` is a string literal
-  (found by reading the functions' source: `ctx.step.wait_for_event("w", event="a/b",
-  ...)`).
+  or a name bound to a string (a module constant, a closure's variable), found by
+  reading the functions' source: `ctx.step.wait_for_event("w", event="a/b", ...)` or
+  `event=PAID`.
 
 A wait whose event name is computed at run time (`event=f"order/{kind}"`) is not known
 until a run reaches it: the engine then asks the bus to route that name before it
@@ -60,6 +61,7 @@ def _literal_waits(fn: object) -> Iterable[str]:
         # No source (a lambda built at run time, a frozen module): its waits are routed
         # when a run first reaches them.
         return []
+    bound = _bound_names(fn)
     found: list[str] = []
     for node in ast.walk(tree):
         if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
@@ -67,11 +69,23 @@ def _literal_waits(fn: object) -> Iterable[str]:
         if node.func.attr != _WAIT_METHOD:
             continue
         for keyword in node.keywords:
-            if (
-                keyword.arg == "event"
-                and isinstance(keyword.value, ast.Constant)
-                and isinstance(keyword.value.value, str)
-                and keyword.value.value.strip()
-            ):
-                found.append(keyword.value.value)
+            if keyword.arg != "event":
+                continue
+            value: object = None
+            if isinstance(keyword.value, ast.Constant):
+                value = keyword.value.value
+            elif isinstance(keyword.value, ast.Name):
+                value = bound.get(keyword.value.id)
+            if isinstance(value, str) and value.strip():
+                found.append(value)
     return found
+
+
+def _bound_names(fn: object) -> dict[str, object]:
+    """The values the function's free names have now: its closure's and its globals'
+    (a name rebound later, or a local, is left to run-time routing)."""
+    try:
+        variables = inspect.getclosurevars(fn)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return {}
+    return {**variables.builtins, **variables.globals, **variables.nonlocals}

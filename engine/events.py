@@ -214,7 +214,7 @@ class EventRouter:
 
     def _why_nothing(self, event: Event, skipped: list[SkippedWorkflow]) -> str:
         if event.name.startswith(CALLBACK_EVENT_PREFIX):
-            return "it answers a callback (the waits function completes the callback it names)"
+            return "it answers a callback (the events function completes the callback it names)"
         if skipped:
             return "; ".join(f"{entry.workflow_id}: {entry.reason}" for entry in skipped)
         names = sorted(

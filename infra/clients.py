@@ -1,7 +1,7 @@
 """boto3 clients: created on first use, once per process (a Lambda cold start), typed.
 
 Each client is created the first time it is asked for, so a process pays only for the
-services it calls (the trigger function creates a Scheduler client only when a flow
+services it calls (the events function creates a Scheduler client only when a flow
 control arms a timer). The types
 come from boto3-stubs (`mypy_boto3_*`, a dev dependency): they are imported for the type
 checker only, and the Lambda package does not carry them.

@@ -69,14 +69,14 @@ def handle_work(
 def handle_events(
     event: dict[str, Any], context: LambdaContext | None, services: Services | None = None
 ) -> dict[str, Any]:
-    """Fed by the events queue: everything each event does (`EventRouter.route`), or the
-    callback a `stepline/callback.*` event answers."""
+    """Fed by the events queue: everything each event does (`EventRouter.route`), after
+    answering the callback a `stepline/callback.*` event names."""
     svc = services or default_services()
 
     def handle(record: SQSRecord) -> object:
         received = decode_event(record, svc)
         if received.name in CALLBACK_EVENTS:
-            return svc.callbacks.handle_event(received)
+            svc.callbacks.handle_event(received)
         return svc.router.route(received)
 
     return process_batch(event, "events", handle, svc)

@@ -1,7 +1,7 @@
 """Assembling the engine from settings: boto3 clients, adapters, the app.
 
 Clients are created lazily, once per process (a Lambda cold start), and only the ones a
-handler actually uses: the trigger handler never pays for a Scheduler client. Every
+handler actually uses: the events function never pays for a Scheduler client. Every
 function reads and writes the table, so the store is built with the services; the
 queue, the timers and the bus are built on their first use (`LazyWorkQueue`,
 `LazyTimers`, `LazyEventBus`: each implements its port by handing every call to the
@@ -62,7 +62,7 @@ class LazyWorkQueue:
 
 class LazyTimers:
     """The Timers port, built on its first timer: only then are an SQS and a Scheduler
-    client created (the trigger function arms timers only for flow controls, engine/flow/)."""
+    client created (the events function arms timers only for flow controls, engine/flow/)."""
 
     def __init__(self, build: Callable[[], Timers]) -> None:
         self._build = build

@@ -12,6 +12,7 @@ import pytest
 
 from bench.__main__ import SMOKE, flow_figures, flow_table, run, table
 from bench.template import engine_memory_mb, queues_delivered
+from sdk import App
 
 FLOAT_KEYS = (
     "step_overhead_ratio",
@@ -45,10 +46,14 @@ def test_the_bench_reports_every_figure_at_tiny_sizes():
     events = result["cost_per_million_events_usd"]
     assert set(events) == {"unwanted", "resolves_wait"}
     assert 0 < events["unwanted"] < events["resolves_wait"]
-    # The figures read the template: its engine memory, its rules' queues.
+    # The figures read the deployment: the template's engine memory, the rules' queues.
     assert result["cost"]["lambda_memory_mb"] == engine_memory_mb()
-    deliveries = len(queues_delivered("any/name"))
-    assert result["event_cost"]["unwanted"]["eventbridge_deliveries_to_sqs"] == deliveries
+    detail = result["event_cost"]
+    # An event no workflow uses is not delivered: what is left is its PutEvents.
+    assert detail["unwanted"]["eventbridge_deliveries_to_sqs"] == 0
+    assert detail["unwanted"]["invocations"] == {}
+    assert events["unwanted"] == pytest.approx(1.0)
+    assert detail["resolves_wait"]["eventbridge_deliveries_to_sqs"] == 1
     scale = result["scale_model"]
     assert isinstance(scale["goal_met"], bool)
     for name in ("events_resolving_waits_10000_per_s", "run_starts_10000_per_s"):
@@ -92,13 +97,13 @@ def test_the_capacity_model_counts_kilobytes_transactions_and_indexes():
     assert meter.wcu == 7  # a transaction costs twice
 
 
-def test_the_template_reader_finds_the_engine_memory_and_the_event_rules_queues():
-    from bench.template import _matches
-
+def test_the_deployment_reader_finds_the_engine_memory_and_the_queue_an_event_reaches():
+    app = App("reader")
+    app.workflow("w", trigger="a/used")(lambda ctx: None)
     assert engine_memory_mb() >= 128
-    assert _matches({"detail-type": [{"exists": True}]}, {"detail-type": "a"}, True)
-    assert not _matches({"detail-type": ["b", "c"]}, {"detail-type": "a"}, True)
-    assert _matches({"detail-type": [{"prefix": "a"}]}, {"detail-type": "ab"}, True)
+    assert queues_delivered(app, "a/used") == ["EventsQueue"]
+    assert queues_delivered(app, "stepline/callback.completed") == ["EventsQueue"]
+    assert queues_delivered(app, "a/unused") == []
 
 
 def test_partition_keys_are_normalized_to_their_name_patterns():

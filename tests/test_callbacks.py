@@ -264,7 +264,7 @@ def test_duplicate_deliveries_of_a_completion_event_complete_it_once(effects):
 
 
 def test_a_crash_after_the_completion_is_written_still_wakes_the_run(effects):
-    # GIVEN the waits function dies right after writing the completion, before waking the run
+    # GIVEN the events function dies right after writing the completion, before waking the run
     handed: list[str] = []
     crash = crash_once(
         lambda name, args, kwargs: (

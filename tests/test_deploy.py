@@ -565,7 +565,7 @@ def test_a_system_holding_only_a_callback_id_completes_it_with_an_event_on_the_b
         {"callbackId": callback_id, "result": {"approved": True}},
     )
     lambdas.drain()
-    # THEN the waits function completed it with its own role, and the run carried on
+    # THEN the events function completed it with its own role, and the run carried on
     run = store.get_run(run_id)
     assert run.status == "COMPLETED", run.error
     assert run.output == {"approved": True}
@@ -586,7 +586,7 @@ flowing = App("deploy-flow")
 @flowing.workflow(
     "sync-contact",
     trigger="contact/updated",
-    # Longer than 15 minutes: the trigger function arms (and re-arms) Scheduler timers.
+    # Longer than 15 minutes: the events function arms (and re-arms) Scheduler timers.
     debounce=Debounce(period="20m", key="event.data.contact"),
     timeouts=Timeouts(start="2h"),
 )
@@ -625,7 +625,7 @@ def test_flow_controls_run_on_the_stack_with_only_what_the_roles_allow(stack):
     lambdas = Lambdas(stack, clock, app=flowing)
     store = store_of(stack)
 
-    # One event at a time: the trigger function handles a batch's records in threads,
+    # One event at a time: the events function handles a batch's records in threads,
     # and moto's TransactWriteItems copies the table unguarded (a race of moto's own).
     def send(name: str, data: dict[str, Any]) -> str:
         event_id = put_event(stack, name, data)

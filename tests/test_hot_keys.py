@@ -24,6 +24,11 @@ def _app() -> App:
         got = ctx.step.wait_for_event("any-approval", event="ops/approved", timeout="1d")
         return "approved" if got else "timed out"
 
+    @app.workflow("listener", trigger="never/sent")
+    def listener(ctx: Context) -> None:
+        # Makes "noise/ping" a name the app uses, so that the bus routes it.
+        ctx.step.wait_for_event("ping", event="noise/ping", timeout="1d", match="data.i")
+
     return app
 
 

@@ -248,7 +248,7 @@ def test_a_missing_table_is_logged_as_permanent_with_what_to_do(caplog):
         )
         rt.drain()
         assert rt.dead_letter_count("events") == 1
-    failures = [r.getMessage() for r in caplog.records if "trigger queue" in r.getMessage()]
+    failures = [r.getMessage() for r in caplog.records if "events queue" in r.getMessage()]
     assert failures
     for line in failures:
         assert "will be retried" not in line

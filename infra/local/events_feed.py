@@ -1,7 +1,7 @@
 """The recent-events feed: each logged event with what it did, for `stepline events list`
 and the dashboard's events page.
 
-Events are read from the event log (every event the waits handler received, kept for
+Events are read from the event log (every event the events function received, kept for
 the lookback window) by name (the names the table has seen, infra/dynamo_operator.py),
 and each is joined with what the three handlers did with it: the runs the trigger
 started (or why none), the runs whose waits it resolved, the runs it cancelled.
