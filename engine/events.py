@@ -246,9 +246,12 @@ class EventRouter:
                 if value is MISSING:
                     continue
                 key = waiter_key(event.name, path, value)
-                # Kept under its key before looking: a wait registered meanwhile finds it
-                # in its look-back (engine/operations/wait.py).
-                self.ports.events.record_keyed(event, key, expires_at=now + self.settings.lookback)
+            # Kept under its key before looking: a wait registered meanwhile finds it in
+            # its look-back (engine/operations/wait.py). The match-less key, which every
+            # event of the name shares, is spread over several.
+            self.ports.events.record_keyed(
+                event, key, expires_at=now + self.settings.lookback, spread=path is None
+            )
             for run_id, stored in self.ports.index.find_waiters(key):
                 if self._resolve(run_id, stored, event):
                     resolved.append(run_id)

@@ -197,13 +197,20 @@ class EventLog(Protocol):
         """Unexpired events of this name with `ts >= since`, oldest first."""
         ...
 
-    def record_keyed(self, event: Event, index_key: str, *, expires_at: datetime) -> None:
+    def record_keyed(
+        self, event: Event, index_key: str, *, expires_at: datetime, spread: bool = False
+    ) -> None:
         """Keep `event` under a wait's index key too (the key its value for one of the
-        name's match paths makes), so a wait on that key looks back at its key alone."""
+        name's match paths makes), so a wait on that key looks back at its key alone.
+        `spread`: the key is the match-less one, which every event of the name and every
+        new match-less wait on it use: spread it over several keys."""
         ...
 
-    def events_for_key(self, index_key: str, since: datetime, *, now: datetime) -> list[Event]:
-        """Unexpired events kept under `index_key` with `ts >= since`, oldest first."""
+    def events_for_key(
+        self, index_key: str, since: datetime, *, now: datetime, spread: bool = False
+    ) -> list[Event]:
+        """Unexpired events kept under `index_key` with `ts >= since`, oldest first
+        (`spread` as they were recorded)."""
         ...
 
     def record_outcome(self, outcome: EventOutcome, *, expires_at: datetime) -> None:

@@ -232,13 +232,17 @@ class InMemoryStore:
                 if event.name == event_name and event.ts is not None and event.ts >= since
             ]
 
-    def record_keyed(self, event: Event, index_key: str, *, expires_at: datetime) -> None:
+    def record_keyed(
+        self, event: Event, index_key: str, *, expires_at: datetime, spread: bool = False
+    ) -> None:
         with self._lock:
             kept = self.keyed_log.setdefault(index_key, [])
             if all(logged.id != event.id for logged in kept):
                 kept.append(event)
 
-    def events_for_key(self, index_key: str, since: datetime, *, now: datetime) -> list[Event]:
+    def events_for_key(
+        self, index_key: str, since: datetime, *, now: datetime, spread: bool = False
+    ) -> list[Event]:
         with self._lock:
             return [
                 event

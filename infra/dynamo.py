@@ -13,7 +13,7 @@ Item layout (`pk` / `sk`; a record is one JSON attribute `r`, or zlib-compressed
 | cancel rule entry | `CANCEL#<workflow>#<i>#<value>` (no match: `...#*#<shard>`) | `<run>#<i>` | |
 | wait paths | `WAITPATHS#<event name>#<copy 0-7>` | `_` | `paths` string set; `at:<path>` when this copy first held it (epoch µs) |
 | logged event | `EVLOG#<name>#<day>#<shard>` | `<ts received>#<digest of id>` | `ttl` |
-| event kept under a wait's key | `EVKEY#<wait key>` | `<ts received>#<digest of id>` | `ttl` |
+| event kept under a wait's key | `EVKEY#<wait key>` (no match: `EVKEY#<wait key>#<cell 0-63>`, one row of 4 cells per event) | `<ts received>#<digest of id>` | `ttl` |
 | months with runs | `RUNS#MONTHS` | `_` | `months` string set |
 | what an event started | `EVENT#<sha-256 of its id>` | `OUTCOME` | `ttl` |
 | the waits it resolved, the runs it cancelled | `EVENT#<sha-256 of its id>` | `RESOLVED`, `CANCELLED` | `ttl`; only when there are some |
@@ -33,7 +33,11 @@ is split into SHARDS (16) keys by a hash of the run or event id (the runs index,
 event log, match-less wait and cancel entries), and the wait paths every event of a
 name reads are 8 identical items. An event is also kept under the wait key of each match
 path of its name (`EVKEY#`), so a new wait on a path known for longer than its window
-looks back at its own key alone instead of every shard of the name's log. A wait's entry is written before its step, so once a
+looks back at its own key alone instead of every shard of the name's log. The
+match-less key, which every event of the name and every new match-less wait would
+share, is a grid of 16 x 4 keys: an event writes the 4 of one row (one BatchWriteItem),
+a new wait reads the 16 of one column, which cross every row (infra/dynamo_table.py,
+GRID_ROWS and GRID_COLUMNS). A wait's entry is written before its step, so once a
 wait is stored any event finds it without an index (which on AWS lags). An entry is a
 copy: one left behind by a crash or a lost race costs a failed compare-and-set, or, if it
 no longer says WAITING, one read of the step itself, which decides (engine/events.py).

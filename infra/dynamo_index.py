@@ -21,11 +21,14 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from engine.errors import TransientError
 from engine.ids import MAX_PARTITION_KEY_BYTES, StepKey, event_key
 from engine.model import CancelSubscription, EventOutcome, RunRecord, RunStatus
 from engine.ports import Stored
 from infra.dynamo_table import (
     CANCEL_PREFIX,
+    GRID_COLUMNS,
+    GRID_ROWS,
     MONTHS_KEY,
     PATH_COPIES,
     RUN_PREFIX,
@@ -285,31 +288,66 @@ class IndexItems(DynamoTable):
         found.sort(key=lambda pair: pair[0])
         return [event for _, event in found]
 
-    def record_keyed(self, event: Event, index_key: str, *, expires_at: datetime) -> None:
+    def record_keyed(
+        self, event: Event, index_key: str, *, expires_at: datetime, spread: bool = False
+    ) -> None:
         ts = event.ts or datetime.now(UTC)
-        self._call(
-            self._client.put_item,
-            Item={
-                "pk": s(_keyed_log_pk(index_key)),
+
+        def item(pk: str) -> Item:
+            return {
+                "pk": s(pk),
                 "sk": s(f"{_sortable(ts)}#{event_key(event.id)}"),
                 "r": s(event.model_dump_json()),
                 TTL_ATTRIBUTE: n(int(expires_at.timestamp())),
-            },
-        )
+            }
 
-    def events_for_key(self, index_key: str, since: datetime, *, now: datetime) -> list[Event]:
-        return [
-            Event.model_validate_json(item["r"]["S"])
-            for item in self._query(
-                KeyConditionExpression="pk = :pk AND sk >= :since",
-                ExpressionAttributeValues={
-                    ":pk": s(_keyed_log_pk(index_key)),
-                    ":since": s(_sortable(since)),
-                },
-                ConsistentRead=True,
-            )
+        if not spread:
+            self._call(self._client.put_item, Item=item(_keyed_log_pk(index_key)))
+            return
+        # One row of the key's grid (GRID_COLUMNS items, one request).
+        row = shard_of(event.id, GRID_ROWS)
+        batch: dict[str, Any] = {
+            self._table: [
+                {"PutRequest": {"Item": item(_grid_pk(index_key, row, column))}}
+                for column in range(GRID_COLUMNS)
+            ]
+        }
+        for _ in range(8):
+            try:
+                response = self._client.batch_write_item(RequestItems=batch)
+            except (ClientError, BotoCoreError) as error:
+                raise self._translate(error) from None
+            batch = dict(response.get("UnprocessedItems") or {})
+            if not batch:
+                return
+        raise TransientError("DynamoDB kept returning unprocessed writes of an event's row")
+
+    def events_for_key(
+        self, index_key: str, since: datetime, *, now: datetime, spread: bool = False
+    ) -> list[Event]:
+        # Spread: one column of the key's grid (GRID_ROWS keys, read side by side), which
+        # holds every event, each once (its row's item in that column).
+        if spread:
+            column = random.randrange(GRID_COLUMNS)
+            pks = [_grid_pk(index_key, row, column) for row in range(GRID_ROWS)]
+        else:
+            pks = [_keyed_log_pk(index_key)]
+        queries = [
+            {
+                "KeyConditionExpression": "pk = :pk AND sk >= :since",
+                "ExpressionAttributeValues": {":pk": s(pk), ":since": s(_sortable(since))},
+                "ConsistentRead": True,
+            }
+            for pk in pks
+        ]
+        found = [
+            (item["sk"]["S"], Event.model_validate_json(item["r"]["S"]))
+            for items in self._query_each(queries)
+            for item in items
             if int(item[TTL_ATTRIBUTE]["N"]) > now.timestamp()
         ]
+        found.sort(key=lambda pair: pair[0])
+        return [event for _, event in found]
 
     def record_outcome(self, outcome: EventOutcome, *, expires_at: datetime) -> None:
         # One PutItem per event, however many runs it started (about 1 write unit).
@@ -347,6 +385,17 @@ def _keyed_log_pk(index_key: str) -> str:
     if len(pk.encode("utf-8", "surrogatepass")) <= MAX_PARTITION_KEY_BYTES:
         return pk
     return f"EVKEY#~{hashlib.sha256(index_key.encode('utf-8', 'surrogatepass')).hexdigest()}"
+
+
+def _grid_pk(index_key: str, row: int, column: int) -> str:
+    """One key of the grid an index key's events are spread over (GRID_ROWS x
+    GRID_COLUMNS keys, numbered row by row)."""
+    cell = f"#{row * GRID_COLUMNS + column}"
+    pk = f"EVKEY#{index_key}{cell}"
+    if len(pk.encode("utf-8", "surrogatepass")) <= MAX_PARTITION_KEY_BYTES:
+        return pk
+    digest = hashlib.sha256(index_key.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"EVKEY#~{digest}{cell}"
 
 
 def event_log_pks(event_name: str, day: date | datetime) -> list[str]:

@@ -146,3 +146,59 @@ def test_the_first_wait_on_a_new_path_still_sees_an_event_from_before_it(request
         # THEN the look-back read the name's whole log and found it
         assert rt.run(run_id).output == "ann"
         assert counter.counts[("dynamodb", "Query")] > 16
+
+
+def _any_approval() -> App:
+    app = App("hot")
+
+    @app.workflow("approve-any", trigger="doc/submitted")
+    def approve(ctx: Context) -> str:
+        ctx.step.sleep("prepare", "1h")
+        got = ctx.step.wait_for_event("ok", event="ops/approved", timeout="1d")
+        return got.data["by"] if got else "timed out"
+
+    return app
+
+
+def _queried_keys(rt: LocalRuntime) -> list[str]:
+    """The partition keys of the Queries the runtime's DynamoDB client makes from now on."""
+    seen: list[str] = []
+
+    def capture(params: dict, **_: object) -> None:
+        seen.append(params["ExpressionAttributeValues"][":pk"]["S"])
+
+    rt.services.clients.dynamodb.meta.events.register(
+        "provide-client-params.dynamodb.Query", capture
+    )
+    return seen
+
+
+def test_a_match_less_wait_looks_back_at_one_column_of_its_names_spread_keys():
+    with LocalRuntime(_any_approval(), start=START) as rt:
+        # GIVEN waits without match on ops/approved for a day, and 24 approvals since
+        rt.send(Event(name="doc/submitted", data={"doc": "first"}))
+        rt.advance(timedelta(days=1, hours=2))
+        [run_id] = rt.send(Event(name="doc/submitted", data={"doc": "d2"}))
+        for i in range(24):
+            rt.send(Event(name="ops/approved", data={"by": f"op{i}"}, id=f"a{i}"))
+            rt.advance(timedelta(seconds=1))
+        # THEN each approval was kept on one row of the name's grid (4 keys), the rows
+        # spread so that no key holds more than a fraction of them
+        grid = {
+            key: count
+            for key, count in _partition_keys(rt).items()
+            if key.startswith("EVKEY#WAIT#ops/approved#*#")
+        }
+        assert sum(grid.values()) == 24 * 4
+        assert len(grid) >= 8 * 4 and max(grid.values()) <= 8
+
+        # WHEN the run's wait is registered
+        queried = _queried_keys(rt)
+        rt.advance(timedelta(hours=1))
+        # THEN its look-back read one column of the grid (16 keys, no shard of the name's
+        # log) and found the first approval since the run began
+        assert rt.run(run_id).output == "op0"
+        looked = [key for key in queried if key.startswith("EVKEY#")]
+        assert len(looked) == 16 and not any(k.startswith("EVLOG#") for k in queried)
+        columns = {int(key.rsplit("#", 1)[1]) % 4 for key in looked}
+        assert len(columns) == 1

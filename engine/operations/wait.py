@@ -91,11 +91,14 @@ async def wait_for_event(
     )
     # Registered first, looked back second (see the module docstring).
     log = session.ports.events
-    if match is not None and path_known_since + KEYED_LOOKBACK_MARGIN <= since:
-        # Every event of this name since `since` was also kept under its value's key:
-        # one read of this wait's key (not every shard of the name's log).
-        key = spec.index_key
-        earlier = await session.call_port(lambda: log.events_for_key(key, since, now=now))
+    if path_known_since + KEYED_LOOKBACK_MARGIN <= since:
+        # Every event of this name since `since` was also kept under this wait's key (its
+        # value's, or, without match, the name's, spread): read that, not every shard of
+        # the name's log.
+        key, spread = spec.index_key, match is None
+        earlier = await session.call_port(
+            lambda: log.events_for_key(key, since, now=now, spread=spread)
+        )
     else:
         earlier = await session.call_port(lambda: log.events_since(event, since, now=now))
     if session.plugins is not None:
