@@ -28,7 +28,7 @@ from bench.harness import (
 )
 from bench.template import memory_mb, queues_delivered
 from engine.settings import KEYED_LOOKBACK_MARGIN
-from infra.dynamo_table import PATH_COPIES, SHARDS
+from infra.dynamo_table import GRID_COLUMNS, GRID_ROWS, PATH_COPIES, SHARDS
 from infra.local import LocalRuntime
 from infra.settings import Settings
 from sdk import App, Context, Event
@@ -459,7 +459,14 @@ _SHARD = re.compile(r"#(\d{1,2})$")
 
 
 def _shards_of(pattern: str) -> int:
-    return PATH_COPIES if pattern.split(":", 1)[-1].startswith("WAITPATHS#") else SHARDS
+    key = pattern.split(":", 1)[-1]
+    if key.startswith("WAITPATHS#"):
+        return PATH_COPIES
+    if key.startswith("EVKEY#") and key.endswith("#*#<shard>"):
+        # The match-less key's grid: an event writes a row, a look-back reads a column, so
+        # either kind of load falls evenly on its cells.
+        return GRID_ROWS * GRID_COLUMNS
+    return SHARDS
 
 
 def normalize(key: str, run_ids: set[str]) -> str:
