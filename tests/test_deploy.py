@@ -220,8 +220,9 @@ class Lambdas:
     pollers: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.app is not None and self.stack.custom is not None:
-            # Running another app is deploying it: its EventRules route the names it uses.
+        if self.stack.custom is not None:
+            # Running an app is deploying it: its EventRules route the names it uses (the
+            # stack is shared by this module's tests, each running its own app).
             answer = self.stack.custom.send("EventRules", "Update", app=self.app)
             assert answer["Status"] == "SUCCESS", answer.get("Reason")
         for role, function in self.stack.functions.items():
@@ -576,6 +577,44 @@ def test_a_system_holding_only_a_callback_id_completes_it_with_an_event_on_the_b
     assert lambdas.denials() == []
     assert set(queue_depths(stack).values()) == {0}
     assert {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"} <= lambdas.used("events")
+
+
+# -- event names computed at run time -------------------------------------------------------
+
+computing = App("deploy-computed")
+
+
+@computing.workflow("await-kind", trigger="kind/chosen")
+def await_kind(ctx: Context) -> bool:
+    # Computed: no deploy could list it; the engine routes it before the wait registers.
+    name = "/".join(["kind", ctx.event.data["kind"], "done"])
+    return ctx.step.wait_for_event("done", event=name, timeout="1h") is not None
+
+
+def test_a_wait_on_a_name_computed_at_run_time_is_routed_by_the_engine_on_the_stack(stack):
+    clock = ManualClock(datetime.now(UTC))
+    lambdas = Lambdas(stack, clock, app=computing)
+    store = store_of(stack)
+    # GIVEN a run that waits for an event whose name its code computes
+    started = put_event(stack, "kind/chosen", {"kind": "gold"})
+    lambdas.drain()
+    run_id = run_id_for("await-kind", started)
+    assert store.get_run(run_id).status == "WAITING"
+    # THEN the engine made the name's rule with its own role, on the stack's bus
+    rules = stack.client("events").list_rules(EventBusName="stepline", NamePrefix=STACK)
+    routed = {
+        rule["Name"]: json.loads(rule["EventPattern"])["detail-type"] for rule in rules["Rules"]
+    }
+    assert [name for name, names in routed.items() if names == ["kind/gold/done"]] == [
+        name for name in routed if name.startswith(f"{STACK}-event-")
+    ]
+    assert {"events:ListRules", "events:PutRule", "events:PutTargets"} <= lambdas.used("engine")
+    # AND the event, put on the bus, reaches the events queue and resolves the wait
+    put_event(stack, "kind/gold/done", {})
+    lambdas.drain()
+    assert store.get_run(run_id).output is True
+    assert lambdas.denials() == []
+    assert set(queue_depths(stack).values()) == {0}
 
 
 # -- flow control on the stack -------------------------------------------------------------
