@@ -8,10 +8,13 @@ Stepline nothing, and no name is in two rules, so each event is delivered once.
 
 Two kinds of rule, both named after the stack (`prefix`):
 
-- `<prefix>-events-<n>`: the app's names, in as few rules as EventBridge's pattern size
-  allows (MAX_PATTERN_CHARS), kept equal to the app by `sync` at every deploy (the
-  stack's `EventRules` custom resource), when LocalRuntime and `stepline dev` start, and
-  on `LocalRuntime.deploy`.
+- `<prefix>-events-<version>-<n>`: the app's names, in as few rules as EventBridge's
+  pattern size allows (MAX_PATTERN_CHARS), kept equal to the app by `sync` at every
+  deploy (the stack's `EventRules` custom resource), when LocalRuntime and `stepline
+  dev` start, and on `LocalRuntime.deploy`. `<version>` is a digest of the names: a
+  changed set of names gets new rules, made before the old ones are deleted, so during
+  a deploy an event may be delivered twice (which the handlers take in their stride)
+  but never not at all.
 - `<prefix>-event-<digest>`: one name a run asked for at run time (a wait whose event
   name its code computes), made by `route` before that wait registers. A later deploy
   whose app spells the name out moves it into the numbered rules and deletes this one.
@@ -136,14 +139,16 @@ class EventRules:
     def sync(self, names: Iterable[str]) -> RulesReport:
         """Make the numbered rules list exactly `names`; drop run-time rules they cover."""
         wanted = sorted(set(names))
+        version = hashlib.sha256("\n".join(wanted).encode()).hexdigest()[:8]
         desired = {
-            f"{self.static_prefix}{index}": pattern
+            f"{self.static_prefix}{version}-{index}": pattern
             for index, pattern in enumerate(chunked_patterns(wanted))
         }
         existing = self.existing()
         created: list[str] = []
         updated: list[str] = []
         unchanged: list[str] = []
+        # Every new rule first, then the old ones go: no moment routes a name nowhere.
         for rule, pattern in desired.items():
             current = existing.get(rule)
             if current is not None and json.loads(current) == json.loads(pattern):

@@ -9,6 +9,7 @@ The rules are real: LocalRuntime syncs them onto moto's bus as a deploy does
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -62,7 +63,8 @@ def test_the_rules_list_exactly_the_names_the_app_uses_and_no_name_twice():
             "stepline/callback.failed",
             "stepline/callback.heartbeat",
         }
-        assert set(rules) == {f"{rt.settings.table}-events-0"}
+        [rule] = rules
+        assert re.fullmatch(rf"{rt.settings.table}-events-[0-9a-f]{{8}}-0", rule)
 
 
 def test_one_delivery_of_an_event_starts_a_run_resolves_a_wait_and_another_cancels():
@@ -178,9 +180,7 @@ def test_a_smaller_app_deletes_the_rules_it_no_longer_needs():
         small = App("small")
         small.workflow("only", trigger="only/this")(lambda ctx: None)
         rt.deploy(small)
-        assert _rules(rt) == {
-            f"{rt.settings.table}-events-0": set(routed_event_names(small)),
-        }
+        assert list(_rules(rt).values()) == [set(routed_event_names(small))]
         assert rt.send(Event(name="tenant-0001/something.happened", data={})) == []
         assert rt.deliveries["events"] == 0
 
@@ -211,3 +211,21 @@ def test_a_wait_on_a_module_constant_or_a_closures_name_is_routed_at_deploy():
         ctx.step.wait_for_event("refunded", event=refunded, timeout="1d")
 
     assert {SHIPPED, refunded} <= set(routed_event_names(app))
+
+
+def test_a_deploy_that_changes_the_names_makes_the_new_rules_before_deleting_the_old():
+    with LocalRuntime(_shop(), start=START) as rt:
+        calls: list[str] = []
+        rt.clients.events.meta.events.register(
+            "provide-client-params.events.*",
+            lambda params, model, **_: calls.append(f"{model.name} {params.get('Name', '')}"),
+        )
+        v2 = _shop()
+        v2.workflow("extra", trigger="order/extra")(lambda ctx: None)
+        rt.deploy(v2)
+        puts = [i for i, call in enumerate(calls) if call.startswith("PutRule")]
+        deletes = [i for i, call in enumerate(calls) if call.startswith("DeleteRule")]
+        # THEN the old rule went only once the new one (listing every name) was in place
+        assert puts and deletes and max(puts) < min(deletes)
+        [names] = _rules(rt).values()
+        assert "order/extra" in names and "order/placed" in names
