@@ -576,7 +576,7 @@ def wait_match(*, sizes: tuple[int, ...] = (10, 1000, 10_000), events: int = 3) 
     The N other waits are written straight into the table, as the engine writes them
     (tests/test_scale.py does the same). Each measured event matches one waiting run;
     its requests are counted from the bus to the woken run's completion, and its time
-    is that of `rt.send` (EventBridge put, the three event queues' handlers, the
+    is that of `rt.send` (EventBridge put, the events function's one invocation, the
     engine's wake-up of the matched run).
     """
     out: dict[str, Any] = {}
@@ -645,8 +645,6 @@ def _add_waiting_runs(rt: LocalRuntime, count: int) -> None:
 
 
 # -- cold start ------------------------------------------------------------------------------
-
-HANDLER_MODULES = ("handlers.engine", "handlers.trigger", "handlers.waits", "handlers.cancel")
 
 # A fresh interpreter, as Lambda starts one: everything from the first import to the
 # handler's return is timed (imports, the clients, the services, one message through the

@@ -65,7 +65,7 @@ def test_send_event_cut_off_by_a_crash_is_resent_with_the_same_id_and_starts_not
         rt.advance(timedelta(minutes=2))
         assert crash.state["fired"]
         assert rt.run(run_id).status == "COMPLETED"
-        # Two deliveries of the event reached the trigger queue, but with one id: one run.
+        # Two deliveries of the event reached the events queue, but with one id: one run.
         assert rt.deliveries["events"] == 3  # user/created + user/welcomed twice
         assert len(rt.runs(workflow="welcomed-listener")) == 1
         assert effects["listener"] == 1

@@ -26,7 +26,7 @@ def test_the_trigger_function_creates_no_scheduler_client_and_the_engine_does_wh
         return "rested"
 
     with LocalRuntime(app, start=START) as rt:
-        # GIVEN a cold process's services and an event on the trigger queue
+        # GIVEN a cold process's services and an event on the events queue
         clients = Clients(rt.settings)
         services = build_services(app, rt.settings, clock=rt.clock, clients=clients)
         assert created(clients) == {"dynamodb"}  # the store is built with the services

@@ -66,7 +66,7 @@ def test_the_worker_pump_sends_each_tick_of_the_apps_cron_once_to_the_trigger_qu
     clock.advance(timedelta(seconds=1))
     fired = [pump.fire_due(), pump.fire_due()]
 
-    # THEN the tick went once to the trigger queue, carrying Scheduler's scheduled time
+    # THEN the tick went once to the events queue, carrying Scheduler's scheduled time
     assert fired == [1, 0]
     assert ticks_sent(sqs, urls["events"]) == ["2026-03-02T09:30:00Z"]
 
