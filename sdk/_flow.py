@@ -31,7 +31,8 @@ Any of them combine, all ten at once included. With `batch_events`:
   the batch's first event (`ctx.event`), as Inngest does for batched runs: the other
   events of the batch may have other values; choose the batch key so that they do not
   matter (e.g. batch and limit per account). A singleton is checked when an event opens
-  a batch (an event that joins an open batch joins its run).
+  a batch (an event that joins an open batch joins its run). A batch's run cancelled
+  while it collects (by `cancel_on`, a singleton, by hand) closes its batch.
 """
 
 from __future__ import annotations

@@ -289,5 +289,8 @@ def test_cancel_on_matches_the_batchs_first_event():
         assert rt.run(run_id).status == "QUEUED"  # u2 is not its first event's user
         rt.send(Event(name="api/stop", data={"user": "u1"}, id="s1"))
         assert rt.run(run_id).status == "CANCELLED"
+        # AND the next event opens a new batch rather than joining the cancelled run
+        [next_run] = rt.send(call(3, user="u3"))
         rt.advance("1m")
-        assert started == []
+        assert started == [next_run]
+        assert rt.run(next_run).output == [3]
