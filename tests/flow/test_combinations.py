@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable
 from datetime import timedelta
 
+from engine.flow import describe
 from infra.local import LocalRuntime
 from sdk import (
     App,
@@ -166,6 +167,14 @@ def test_the_design_example_with_all_ten_controls():
         assert rt.history(b3)[0].started_at >= START + timedelta(minutes=10, seconds=31)
         assert rt.history(b1)[0].started_at == START + timedelta(minutes=5, seconds=1)
         assert rt.history(b2)[0].started_at == START + timedelta(minutes=5)
+
+
+def test_workflows_list_says_how_the_debounce_applies_to_batches():
+    lines = describe.controls(design_app(Accounts()).get("sync-crm"))
+    assert lines[3] == (
+        "debounce: a ready batch waits until no event came for 5m per "
+        "event.data.contactId of its first event, at most 1h"
+    )
 
 
 def batching(**controls) -> tuple[App, list[str]]:
