@@ -30,7 +30,7 @@ from sdk import (
     Timeouts,
 )
 from tests.conftest import START
-from tests.flow.helpers import outcome
+from tests.flow.helpers import crash_once, outcome
 
 
 class Accounts:
@@ -222,6 +222,24 @@ def test_debounce_puts_off_a_ready_batch_until_its_first_events_key_is_quiet():
         assert rt.run(run_id).status == "COMPLETED"
         assert rt.run(run_id).output == [1, 2, 3]
         assert rt.history(run_id)[0].started_at == START + timedelta(minutes=4, seconds=30)
+
+
+def test_a_crash_while_a_ready_batch_starts_waiting_for_quiet_is_repaired_by_the_redelivery():
+    # GIVEN an engine killed right after it armed the timer of a ready batch's debounce,
+    # before it wrote that the run waits
+    quiet_at = START + timedelta(minutes=2)
+    crash = crash_once("timers", lambda name, args, kwargs: name == "arm" and args[1] == quiet_at)
+    app, started = batching(debounce=Debounce(period="2m", key="event.data.user"))
+    with LocalRuntime(app, start=START, ports_hook=crash) as rt:
+        [run_id] = rt.send(call(1))
+        rt.advance("30s")
+        assert crash.state["fired"]
+        # THEN the redelivered message put it to wait all the same, and it ran once
+        assert rt.run(run_id).waiting.startswith("debounce: the batch is ready")
+        rt.advance("90s")
+        assert rt.run(run_id).status == "COMPLETED"
+        assert started == [run_id]
+        assert rt.history(run_id)[0].started_at == quiet_at
 
 
 def test_debounce_timeout_caps_how_long_a_ready_batch_is_put_off():
