@@ -14,8 +14,10 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from engine.control import WorkflowHolds, held_at_start
-from engine.errors import ErrorType, RunConflict, StepConflict
+from engine.errors import ErrorType, FlowConflict, RunConflict, StepConflict
+from engine.flow.keys import state_item
 from engine.flow.model import RunFlow
+from engine.flow.ports import AtVersion, PutItem
 from engine.ids import StepKey, continued_run_id, failure_run_id, replay_run_id, run_id_for
 from engine.matching import subscription_key_for
 from engine.model import (
@@ -397,8 +399,33 @@ class Lifecycle:
             # Re-read and re-decide on a conflict: a resolver that settled a wait between
             # our load and our write must not leave it indexed on a cancelled run.
             self.resolve_step(run_id, key, withdraw, current=loaded.stored(key))
+        self._close_batch(run)
         self.notify_parent(run)
         self.ports.store.delete_subscriptions(loaded.subscriptions)
+
+    def _close_batch(self, run: RunRecord) -> None:
+        """A run cancelled while its batch was open (by `cancel_on`, a singleton, its
+        start deadline or by hand) seals it: the key's next event opens a new batch
+        instead of joining a run that will never start (engine/flow/admission.py)."""
+        if run.flow is None or run.flow.batch is None:
+            return
+        key = state_item(run.flow.batch)
+        for _ in range(8):
+            item = self.ports.flow.get_items([key]).get(key)
+            if item is None or item.data.get("run") != run.run_id or item.data.get("sealed"):
+                return
+            sealed = PutItem(
+                key,
+                {**item.data, "sealed": True},
+                AtVersion(item.version),
+                version=item.version + 1,
+                expires_at=item.expires_at,
+            )
+            try:
+                self.ports.flow.commit([sealed])
+                return
+            except FlowConflict:
+                continue  # an event joined meanwhile (it is in the cancelled run's batch)
 
     def cancel_started_run_if_event_seen(self, loaded: LoadedRun, workflow: Workflow) -> bool:
         """At a run's first invocation: did a cancelling event arrive before it started?

@@ -127,7 +127,6 @@ class App:
         flow = flow_controls(
             id,
             has_triggers=bool(triggers),
-            has_cancel_on=bool(cancellations),
             idempotency=idempotency,
             rate_limit=rate_limit,
             throttle=throttle,

@@ -5,6 +5,7 @@
                   rate_limit=RateLimit(limit=10, period="1m", key="event.data.accountId"),
                   throttle=Throttle(limit=5, period="1s", key="event.data.accountId"),
                   debounce=Debounce(period="5m", key="event.data.contactId", timeout="1h"),
+                  batch_events=Batch(max_size=100, timeout="30s", key="event.data.accountId"),
                   concurrency=[Concurrency(limit=5), Concurrency(limit=1, key="event.data.accountId")],
                   priority=Priority(run="event.data.plan == 'enterprise' ? 120 : 0"),
                   singleton=Singleton(key="event.data.contactId", mode="skip"),
@@ -15,6 +16,23 @@ created (the trigger); debounce and singleton when it is scheduled; throttle and
 concurrency when it executes (engine/flow/ says how each is kept). Every argument is
 checked here, when the workflow is defined: a bad one raises `WorkflowDefinitionError`
 saying what to write. Keys are CEL expressions over `event` (sdk/_key.py).
+
+Any of them combine, all ten at once included. With `batch_events`:
+
+- idempotency and the rate limit act on each event before it joins a batch: a duplicate
+  or a rate-limited event joins nothing, and its lookup says why.
+- debounce puts off the start of a batch that is ready (full, or at its timeout) until
+  the debounce key of the batch's FIRST event has been quiet for `period` (no event
+  with that key value for that long), at the latest `timeout` after the first event of
+  that burst. Every batched event counts towards its own key's quiet period; no event is
+  dropped, and the batch still takes events (up to `max_size`) while it is put off.
+  Events that `Batch(if_=...)` leaves out are debounced as usual, each on its own.
+- singleton, priority, a concurrency or throttle key, and `cancel_on` are evaluated on
+  the batch's first event (`ctx.event`), as Inngest does for batched runs: the other
+  events of the batch may have other values; choose the batch key so that they do not
+  matter (e.g. batch and limit per account). A singleton is checked when an event opens
+  a batch (an event that joins an open batch joins its run). A batch's run cancelled
+  while it collects (by `cancel_on`, a singleton, by hand) closes its batch.
 """
 
 from __future__ import annotations
@@ -356,7 +374,6 @@ def flow_controls(
     workflow_id: str,
     *,
     has_triggers: bool,
-    has_cancel_on: bool,
     idempotency: str | None,
     rate_limit: RateLimit | None,
     throttle: Throttle | None,
@@ -410,7 +427,7 @@ def flow_controls(
         singleton=_typed(workflow_id, "singleton", singleton, Singleton, "Singleton(...)"),
         timeouts=_typed(workflow_id, "timeouts", timeouts, Timeouts, "Timeouts(...)"),
     )
-    _check_combinations(where, flow, has_triggers=has_triggers, has_cancel_on=has_cancel_on)
+    _check_combinations(where, flow, has_triggers=has_triggers)
     return flow
 
 
@@ -418,36 +435,12 @@ def _limit_identity(limit: Concurrency) -> tuple[str, str | None]:
     return limit.scope, limit.key.source if limit.key is not None else None
 
 
-def _check_combinations(
-    where: str, flow: FlowControls, *, has_triggers: bool, has_cancel_on: bool
-) -> None:
+def _check_combinations(where: str, flow: FlowControls, *, has_triggers: bool) -> None:
+    # Every combination is allowed (the module docstring says how they compose), but the
+    # controls applied to events need events.
     if flow.at_trigger and not has_triggers:
         raise WorkflowDefinitionError(
             f"{where}: idempotency, rate_limit, debounce, batch_events and singleton apply to "
             "the events that trigger a workflow, and this one has no trigger; add "
             'trigger="..." or drop them'
         )
-    if flow.batch is not None:
-        # Inngest's rules: a batch is one run of many events, so per-event controls have
-        # nothing to act on.
-        clashes = [
-            name
-            for name, control in (
-                ("idempotency", flow.idempotency),
-                ("rate_limit", flow.rate_limit),
-                ("debounce", flow.debounce),
-                ("priority", flow.priority),
-                ("singleton", flow.singleton),
-            )
-            if control is not None
-        ]
-        if has_cancel_on:
-            clashes.append("cancel_on")
-        if any(limit.key is not None for limit in flow.concurrency):
-            clashes.append("a concurrency key")
-        if clashes:
-            raise WorkflowDefinitionError(
-                f"{where}: batch_events does not combine with {', '.join(clashes)}: a batch "
-                "is one run of many events. Use a concurrency limit without a key, or drop "
-                "batching and keep the per-event controls"
-            )

@@ -8,6 +8,15 @@ at its timeout), debounce (the event joins its key's pending run, which starts o
 event came for `period`, with the last event) and singleton (a new run is skipped, or
 replaces the unfinished run of its key, which is cancelled).
 
+Combined with batching (sdk/_flow.py says it for authors): idempotency and the rate
+limit refuse single events before they join a batch, so a duplicate or rate-limited
+event is in no batch. Debounce does not take the event then: the event still joins its
+batch, and only moves its debounce key's quiet period (`_quiet`: the item holds when the
+key's current burst began and when it falls quiet); the gate puts off the start of a
+ready batch until the key of the batch's first event is quiet (engine/flow/gate.py). The
+singleton is checked by the event that opens a batch, against its key; the run's other
+keys (concurrency, throttle, priority, `cancel_on`) are those of that first event too.
+
 Everything an event changes is one commit (engine/flow/ports.py): the controls' items,
 the run it creates, the event it adds to a batch, and a marker of what it did. A
 redelivered event finds its marker and changes nothing (it re-does the side effects a
@@ -246,7 +255,11 @@ class Admission:
                 )
             )
         if keys.batch is not None:
+            if keys.debounce is not None:
+                flow = flow.model_copy(update={"debounce": keys.debounce})
             plan = self._batch(workflow, event, keys.batch, flow, items, now, plan)
+            if keys.debounce is not None:
+                plan.changes.append(self._quiet(workflow, keys.debounce, items, now))
         elif keys.debounce is not None:
             plan = self._debounce(workflow, event, keys.debounce, flow, items, now, plan)
         else:
@@ -434,6 +447,31 @@ class Admission:
                 self.ports.timers.disarm(run_id, previous_due)
 
         return _Plan(run_id, joined, changes, [rearm])
+
+    def _quiet(
+        self,
+        workflow: Workflow,
+        key: FlowKey,
+        items: dict[ItemKey, FlowItem],
+        now: datetime,
+    ) -> PutItem:
+        """A batched event's debounce: its key is quiet `period` after this event, at
+        the latest `timeout` after the first event of its burst (see the docstring)."""
+        debounce = workflow.flow.debounce
+        assert debounce is not None
+        item = items.get(state_item(key))
+        live = item is not None and item.live(now) and gcra.instant(int(item.data["due"])) > now
+        first = gcra.instant(int(item.data["first"])) if live and item is not None else now
+        due = now + debounce.period
+        if debounce.timeout is not None:
+            due = max(now, min(due, first + debounce.timeout))
+        return PutItem(
+            state_item(key),
+            {"first": gcra.micros(first), "due": gcra.micros(due)},
+            _expect(item),
+            version=_next(item),
+            expires_at=due + _KEEP,
+        )
 
     def _singleton(
         self,

@@ -28,10 +28,15 @@ def controls(workflow: Workflow) -> list[str]:
         )
     if flow.debounce is not None:
         debounce = flow.debounce
-        lines.append(
-            f"debounce: {_text(debounce.period)} after the last event{_per(debounce.key)}"
-            + (f", at most {_text(debounce.timeout)}" if debounce.timeout is not None else "")
-        )
+        cap = f", at most {_text(debounce.timeout)}" if debounce.timeout is not None else ""
+        if flow.batch is None:
+            what = f"{_text(debounce.period)} after the last event{_per(debounce.key)}"
+        else:
+            what = (
+                f"a ready batch waits until no event came for {_text(debounce.period)}"
+                f"{_per(debounce.key)} of its first event"
+            )
+        lines.append(f"debounce: {what}{cap}")
     if flow.singleton is not None:
         lines.append(f"singleton: {flow.singleton.mode}{_per(flow.singleton.key)}")
     if flow.throttle is not None:

@@ -6,7 +6,8 @@
    unfinished run past `finish_by`) cancel the run, whatever the message.
 2. `prepare`, before the claim, for a run that has not got past its start controls:
    a negative priority's delay, the debounce (not before its due time; then it closes
-   and the run takes the last event), the batch (not before it is full or due; then it
+   and the run takes the last event), the batch (not before it is full or due, and,
+   with a debounce, not before the debounce key of its first event is quiet; then it
    is sealed) and the throttle (the run reserves the next start the GCRA allows; if that
    is later it waits for it, QUEUED, with a timer). Returns None when the run waits, or
    the changes that must commit with the claim (closing the debounce, sealing the batch,
@@ -151,7 +152,12 @@ class FlowGate:
         prepared = Prepared(update={"flow": flow})
         if run.status is RunStatus.QUEUED and not loaded.steps and not _admitted(run):
             if flow.not_before is not None and now < flow.not_before:
-                return None  # the start message is on its way, delayed
+                # A delayed start message may be on its way, but not for a run woken by
+                # its batch's or debounce's timer, nor for one held when it came (a paused
+                # run drops it, and its resume comes early): a timer at that time, then
+                # (a duplicate wake-up finds the run started and changes nothing).
+                self.ports.timers.arm(run.run_id, flow.not_before)
+                return None
             for step in (self._debounce, self._batch, self._throttle):
                 if not step(loaded, workflow, flow, message, now, prepared):
                     return None
@@ -177,8 +183,8 @@ class FlowGate:
         now: datetime,
         prepared: Prepared,
     ) -> bool:
-        if flow.debounce is None:
-            return True
+        if flow.debounce is None or flow.batch is not None:
+            return True  # a batched run's debounce is its batch's (`_quiet`)
         key = state_item(flow.debounce)
         item = self.ports.flow.get_items([key]).get(key)
         run_id = loaded.run.run_id
@@ -225,6 +231,8 @@ class FlowGate:
         if int(item.data["n"]) < batch.max_size and now < due:
             self._early(message, run_id, due)
             return False
+        if not self._quiet(loaded, workflow, flow, now):
+            return False
         prepared.changes.append(
             PutItem(
                 key,
@@ -236,6 +244,46 @@ class FlowGate:
         )
         prepared.batch_size = int(item.data["n"])
         return True
+
+    def _quiet(self, loaded: LoadedRun, workflow: Workflow, flow: RunFlow, now: datetime) -> bool:
+        """A ready batch with a debounce: whether the debounce key of its first event is
+        quiet (engine/flow/admission.py). If not, the run waits QUEUED for it, with a
+        timer for when it falls quiet, armed before the wait is written (a redelivery
+        after a crash in between arms it again; a wait already written has its timer)."""
+        debounce = workflow.flow.debounce
+        if flow.debounce is None or debounce is None:
+            return True
+        key = state_item(flow.debounce)
+        item = self.ports.flow.get_items([key]).get(key)
+        if item is None or not item.live(now):
+            return True
+        due = gcra.instant(int(item.data["due"]))
+        if now >= due:
+            return True
+        run, before = loaded.run, flow.waiting
+        if before is not None and before.control == "debounce" and before.until == due:
+            return False  # it waits already, and its timer for `due` is armed
+        self.ports.timers.arm(run.run_id, due)
+        waiting = Waiting(
+            control="debounce",
+            key=flow.debounce.shown,
+            since=before.since if before is not None else now,
+            until=due,
+            detail=f"the batch is ready; it starts {_text(debounce.period)} after the last "
+            "event of its first event's key",
+        )
+        queued = run.model_copy(
+            update={
+                "version": run.version + 1,
+                "updated_at": now,
+                "flow": flow.model_copy(update={"waiting": waiting}),
+            }
+        )
+        try:
+            self.ports.store.write_run(queued, expected_version=run.version)
+        except RunConflict:
+            pass  # changed meanwhile (a duplicate delivery, a pause): its timer is armed
+        return False
 
     def _throttle(
         self,

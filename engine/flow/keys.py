@@ -147,9 +147,11 @@ def trigger_keys(workflow: Workflow, event: Event) -> TriggerKeys:
         ),
         batch=batch,
         debounce=(
-            flow_key(workflow, "debounce", flow.debounce.key, event)
-            if flow.debounce is not None
-            else None
+            None
+            if flow.debounce is None
+            else flow_key(workflow, "debounce", flow.debounce.key, event)
+            if batch is None
+            else batch_debounce_key(workflow, flow.debounce.key, event)
         ),
         singleton=(
             flow_key(workflow, "singleton", flow.singleton.key, event)
@@ -157,6 +159,15 @@ def trigger_keys(workflow: Workflow, event: Event) -> TriggerKeys:
             else None
         ),
     )
+
+
+def batch_debounce_key(workflow: Workflow, key: KeyExpression | None, event: Event) -> FlowKey:
+    """The debounce key of a batched event (engine/flow/admission.py): it times the
+    key's quiet period, which puts off the start of the batches opened by an event of
+    that key. Its state is kept apart from the debounce of the events that are not
+    batched (`Batch(if_=...)`), whose item holds a pending run instead."""
+    plain = flow_key(workflow, "debounce", key, event, "batch")
+    return plain.model_copy(update={"space": f"{plain.space}:batch"})
 
 
 def _batched(workflow: Workflow, event: Event) -> bool:

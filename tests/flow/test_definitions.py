@@ -79,49 +79,12 @@ def test_a_bad_argument_says_what_to_write(make, says):
             {"concurrency": [Concurrency(limit=1), Concurrency(limit=2)]},
             "the same scope and key",
         ),
-        (
-            {"batch_events": Batch(max_size=10, timeout="5s"), "idempotency": "event.id"},
-            "batch_events does not combine with idempotency",
-        ),
-        (
-            {
-                "batch_events": Batch(max_size=10, timeout="5s"),
-                "concurrency": Concurrency(limit=1, key="event.data.a"),
-            },
-            "a concurrency key",
-        ),
-        (
-            {
-                "batch_events": Batch(max_size=10, timeout="5s"),
-                "debounce": Debounce(period="1m"),
-                "priority": Priority(run="1"),
-                "singleton": Singleton(),
-                "rate_limit": RateLimit(limit=1, period="1m"),
-            },
-            "rate_limit, debounce, priority, singleton",
-        ),
     ],
 )
 def test_a_bad_combination_says_what_to_write(controls, says):
     with pytest.raises(WorkflowDefinitionError) as raised:
         define(**controls)
     assert says in str(raised.value)
-
-
-def test_batching_does_not_combine_with_cancel_on():
-    app = App("t")
-    with pytest.raises(
-        WorkflowDefinitionError, match="batch_events does not combine with cancel_on"
-    ):
-
-        @app.workflow(
-            "w",
-            trigger="go",
-            cancel_on=[CancelOn("stop")],
-            batch_events=Batch(max_size=2, timeout="5s"),
-        )
-        def flow(ctx: Context) -> None:
-            return None
 
 
 def test_event_controls_need_a_trigger():
@@ -134,11 +97,13 @@ def test_event_controls_need_a_trigger():
 
 
 def test_the_contract_of_design_md_is_accepted_as_written():
+    # All ten controls of DESIGN.md's example on one workflow, as written there.
     flow = define(
         idempotency="event.data.contactId",
         rate_limit=RateLimit(limit=10, period="1m", key="event.data.accountId"),
         throttle=Throttle(limit=5, period="1s", key="event.data.accountId", burst=1),
         debounce=Debounce(period="5m", key="event.data.contactId", timeout="1h"),
+        batch_events=Batch(max_size=100, timeout="30s", key="event.data.accountId"),
         concurrency=[Concurrency(limit=5), Concurrency(limit=1, key="event.data.accountId")],
         priority=Priority(run="event.data.plan == 'enterprise' ? 120 : 0"),
         singleton=Singleton(key="event.data.contactId", mode="skip"),
@@ -147,8 +112,39 @@ def test_the_contract_of_design_md_is_accepted_as_written():
     controls = flow.flow
     assert controls.rate_limit.limit == 10 and controls.rate_limit.burst == 2
     assert controls.throttle.period.total_seconds() == 1
+    assert controls.batch.max_size == 100 and controls.debounce.timeout.total_seconds() == 3600
     assert [c.limit for c in controls.concurrency] == [5, 1]
     assert controls.timeouts.finish.total_seconds() == 3600
-    # Batching is defined apart: it does not combine with the per-event controls above.
-    batched = define(batch_events=Batch(max_size=100, timeout="30s", key="event.data.accountId"))
-    assert batched.flow.batch.max_size == 100
+
+
+@pytest.mark.parametrize(
+    "controls",
+    [
+        {"idempotency": "event.id"},
+        {"rate_limit": RateLimit(limit=1, period="1m")},
+        {"debounce": Debounce(period="1m", key="event.data.a")},
+        {"priority": Priority(run="1")},
+        {"singleton": Singleton(key="event.data.a", mode="cancel")},
+        {"concurrency": Concurrency(limit=1, key="event.data.a")},
+        {"throttle": Throttle(limit=1, period="1s", key="event.data.a")},
+        {"timeouts": Timeouts(start="1m")},
+    ],
+)
+def test_batching_combines_with_every_other_control(controls):
+    flow = define(batch_events=Batch(max_size=10, timeout="5s"), **controls)
+    assert flow.flow.batch is not None
+
+
+def test_batching_combines_with_cancel_on():
+    app = App("t")
+
+    @app.workflow(
+        "w",
+        trigger="go",
+        cancel_on=[CancelOn("stop")],
+        batch_events=Batch(max_size=2, timeout="5s"),
+    )
+    def flow(ctx: Context) -> None:
+        return None
+
+    assert flow.flow.batch is not None and flow.cancel_on
