@@ -18,7 +18,14 @@ from engine.errors import ErrorType, FlowConflict, RunConflict, StepConflict
 from engine.flow.keys import state_item
 from engine.flow.model import RunFlow
 from engine.flow.ports import AtVersion, PutItem
-from engine.ids import StepKey, continued_run_id, failure_run_id, replay_run_id, run_id_for
+from engine.ids import (
+    StepKey,
+    continued_run_id,
+    failure_run_id,
+    replay_run_id,
+    run_id_for,
+    waiter_key,
+)
 from engine.matching import subscription_key_for
 from engine.model import (
     CancelSubscription,
@@ -33,7 +40,9 @@ from engine.model import (
     WorkMessage,
 )
 from engine.ports import LoadedRun, Ports, Stored
-from sdk import RUN_FAILED_EVENT, Event, Workflow
+from engine.settings import KEYED_LOOKBACK_MARGIN
+from sdk import RUN_FAILED_EVENT, CancelOn, Event, Workflow
+from sdk._paths import MISSING, lookup
 
 log = logging.getLogger("stepline.lifecycle")
 
@@ -442,7 +451,7 @@ class Lifecycle:
         since = run.lookback_start
         for subscription in loaded.subscriptions:
             rule = workflow.cancel_on[subscription.index]
-            for event in self.ports.events.events_since(rule.event, since, now=now):
+            for event in self._cancel_candidates(rule, loaded.event, since, now):
                 if event.id == run.event_id:
                     continue
                 if cancel_matches(subscription, rule, loaded.event, event, now):
@@ -450,6 +459,28 @@ class Lifecycle:
                         run.run_id, f"cancelled by event {event.name} ({event.id}) via cancel_on"
                     )
         return False
+
+    def _cancel_candidates(
+        self, rule: CancelOn, trigger: Event | None, since: datetime, now: datetime
+    ) -> list[Event]:
+        """The events of `rule.event` since `since` that may cancel a run of `trigger`.
+
+        A cancel rule looks back as a wait does (engine/operations/wait.py): its match path
+        is registered as one of the name's wait paths, so every event of the name is also
+        kept under the key its value at that path makes (without match: the name's spread
+        key); once the path is known for longer than the window, that key alone is read
+        instead of every shard of the name's log, which every run start would read.
+        """
+        known_since = self.ports.index.add_wait_path(rule.event, rule.match, now=now)
+        if known_since + KEYED_LOOKBACK_MARGIN <= since and trigger is not None:
+            if rule.match is None:
+                key = waiter_key(rule.event, None, None)
+                return self.ports.events.events_for_key(key, since, now=now, spread=True)
+            value = lookup(trigger, rule.match)
+            if value is not MISSING:
+                key = waiter_key(rule.event, rule.match, value)
+                return self.ports.events.events_for_key(key, since, now=now)
+        return self.ports.events.events_since(rule.event, since, now=now)
 
 
 def queued_run(

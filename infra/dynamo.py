@@ -37,7 +37,8 @@ looks back at its own key alone instead of every shard of the name's log. The
 match-less key, which every event of the name and every new match-less wait would
 share, is a grid of 16 x 4 keys: an event writes the 4 of one row (one BatchWriteItem),
 a new wait reads the 16 of one column, which cross every row (infra/dynamo_table.py,
-GRID_ROWS and GRID_COLUMNS). A wait's entry is written before its step, so once a
+GRID_ROWS and GRID_COLUMNS). A run's cancel rules look back the same way at its first
+invocation: their match paths are wait paths of their event names. A wait's entry is written before its step, so once a
 wait is stored any event finds it without an index (which on AWS lags). An entry is a
 copy: one left behind by a crash or a lost race costs a failed compare-and-set, or, if it
 no longer says WAITING, one read of the step itself, which decides (engine/events.py).

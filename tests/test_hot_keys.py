@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from datetime import timedelta
 
+from engine.ids import run_id_for
 from infra.local import LocalRuntime
 from sdk import App, CancelOn, Context, Event
 from tests.conftest import START
@@ -165,7 +166,10 @@ def _queried_keys(rt: LocalRuntime) -> list[str]:
     seen: list[str] = []
 
     def capture(params: dict, **_: object) -> None:
-        seen.append(params["ExpressionAttributeValues"][":pk"]["S"])
+        values = params.get("ExpressionAttributeValues", {})
+        key = values.get(":pk") or values.get(":k")
+        if key is not None:
+            seen.append(key["S"])
 
     rt.services.clients.dynamodb.meta.events.register(
         "provide-client-params.dynamodb.Query", capture
@@ -202,3 +206,52 @@ def test_a_match_less_wait_looks_back_at_one_column_of_its_names_spread_keys():
         assert len(looked) == 16 and not any(k.startswith("EVLOG#") for k in queried)
         columns = {int(key.rsplit("#", 1)[1]) % 4 for key in looked}
         assert len(columns) == 1
+
+
+def _cancellable() -> App:
+    app = App("hot")
+
+    @app.workflow(
+        "order",
+        trigger="order/placed",
+        cancel_on=[CancelOn("order/voided", match="data.id"), CancelOn("shop/closed")],
+    )
+    def order(ctx: Context) -> str:
+        ctx.step.sleep("ship", "1h")
+        return "shipped"
+
+    return app
+
+
+def test_a_runs_cancel_rules_look_back_at_their_own_keys_once_known():
+    with LocalRuntime(_cancellable(), start=START) as rt:
+        # GIVEN runs with these cancel rules for a day (their paths are known)
+        rt.send(Event(name="order/placed", data={"id": 0}))
+        rt.advance(timedelta(days=1, hours=2))
+        # WHEN a run starts whose cancelling event was handled a moment before its rules
+        # existed (its id matches), and another whose events are someone else's
+        queried = _queried_keys(rt)
+        response = rt.clients.events.put_events(
+            Entries=[
+                {
+                    "Source": "s",
+                    "DetailType": name,
+                    "Detail": data,
+                    "EventBusName": rt.settings.event_bus,
+                }
+                for name, data in (
+                    ("order/voided", '{"id": 7}'),
+                    ("order/placed", '{"id": 7}'),
+                    ("order/placed", '{"id": 8}'),
+                )
+            ]
+        )
+        rt.drain()
+        # THEN the first is cancelled by the earlier event, the other carries on
+        _, seven, eight = (entry["EventId"] for entry in response["Entries"])
+        assert rt.run(run_id_for("order", seven)).status == "CANCELLED"
+        assert rt.run(run_id_for("order", eight)).status == "SLEEPING"
+        # AND their look-backs read their rules' keys (the id's key, one column of the
+        # match-less key's grid), never a shard of the names' logs
+        assert not any(key.startswith("EVLOG#") for key in queried)
+        assert any(key.startswith("EVKEY#WAIT#order/voided#data.id#7") for key in queried)
