@@ -195,7 +195,7 @@ def test_a_person_filters_runs_reads_a_failure_and_pauses_resumes_and_cancels_a_
         assert "failed 1" in page.locator('tr[data-workflow="checkout"]').inner_text()
         shot(page, "7-workflows")
         page.goto(f"{dashboard}/dead-letters")
-        assert page.locator("article.dlq").count() == 4
+        assert page.locator("article.dlq").count() == 2
         shot(page, "8-dead-letters")
         page.close()
     finally:
