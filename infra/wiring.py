@@ -107,6 +107,20 @@ class LazyEventBus:
         self.rules.route(event_name)
 
 
+def event_bus(clients: Clients, settings: Settings, app: App) -> LazyEventBus:
+    """The EventBus port for `app`: it knows the names the app's deploy routed."""
+    return LazyEventBus(
+        lambda: EventBridgeBus(
+            clients.events, bus=settings.event_bus, source=settings.event_source
+        ),
+        lambda: (
+            stack_rules(clients.events, settings, routed_event_names(app))
+            if settings.events_queue_arn
+            else _Unrouted(routed_event_names(app))
+        ),
+    )
+
+
 class _Unrouted:
     """Routing without STEPLINE_EVENTS_QUEUE_ARN: says once per name what is missing."""
 
@@ -183,16 +197,7 @@ def build_services(
                 clock=clock,
             )
         ),
-        bus=LazyEventBus(
-            lambda: EventBridgeBus(
-                clients.events, bus=settings.event_bus, source=settings.event_source
-            ),
-            lambda: (
-                stack_rules(clients.events, settings, routed_event_names(app))
-                if settings.events_queue_arn
-                else _Unrouted(routed_event_names(app))
-            ),
-        ),
+        bus=event_bus(clients, settings, app),
         clock=clock,
         flow=store,
     )

@@ -229,3 +229,27 @@ def test_a_deploy_that_changes_the_names_makes_the_new_rules_before_deleting_the
         assert puts and deletes and max(puts) < min(deletes)
         [names] = _rules(rt).values()
         assert "order/extra" in names and "order/placed" in names
+
+
+def test_after_a_deploy_drops_a_literal_name_a_run_that_computes_it_still_gets_its_event():
+    v1 = App("drop")
+
+    @v1.workflow("w", trigger="w/start")
+    def spelled(ctx: Context) -> bool:
+        return ctx.step.wait_for_event("x", event="late/x", timeout="1h") is not None
+
+    v2 = App("drop")
+
+    @v2.workflow("w", trigger="w/start")
+    def computed(ctx: Context) -> bool:
+        name = "late/" + ctx.event.data["suffix"]
+        return ctx.step.wait_for_event("x", event=name, timeout="1h") is not None
+
+    with LocalRuntime(v1, start=START) as rt:
+        rt.deploy(v2)  # "late/x" is no longer spelt out: its deploy no longer routes it
+        assert not any("late/x" in names for names in _rules(rt).values())
+        [run_id] = rt.send(Event(name="w/start", data={"suffix": "x"}))
+        # The engine knows the new app's names, so it routes the computed one itself
+        assert any(names == {"late/x"} for names in _rules(rt).values())
+        rt.send(Event(name="late/x", data={}))
+        assert rt.run(run_id).output is True

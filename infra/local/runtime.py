@@ -38,6 +38,7 @@ import logging
 import math
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Self
 
@@ -59,7 +60,7 @@ from infra.local.cron_pump import CronPump
 from infra.local.runtime_control import RunControlMixin
 from infra.resources import create_resources, sync_with_app
 from infra.settings import DEFAULT_EVENT_BUS, Settings
-from infra.wiring import Services, build_services
+from infra.wiring import Services, build_services, event_bus
 from sdk import App, Event
 
 if TYPE_CHECKING:
@@ -209,8 +210,6 @@ class LocalRuntime(RunControlMixin):
         return self
 
     def _wrap_ports(self, ports: Ports) -> Ports:
-        from dataclasses import replace
-
         self._ledger = _TimerLedger(ports.timers, self.clock)
         ports = replace(ports, timers=self._ledger)
         return self._ports_hook(ports) if self._ports_hook else ports
@@ -225,6 +224,9 @@ class LocalRuntime(RunControlMixin):
         names it uses."""
         self._require()
         services = self.services
+        # The bus port knows which names the deployed app routes: the new app's now.
+        ports = replace(services.ports, bus=event_bus(services.clients, services.settings, app))
+        services = replace(services, ports=ports)
         runner = Runner(app, services.ports, services.runner.settings)
         self.app = app
         self.services = Services(
