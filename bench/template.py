@@ -43,10 +43,18 @@ def _long_form(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[st
 _Loader.add_multi_constructor("!", _long_form)
 
 
-@cache
-def template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
+def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
+    """template.yaml as CloudFormation reads it: short-form tags (!Ref, !GetAtt, !Sub,
+    ...) become their long forms ({"Ref": ...}, {"Fn::GetAtt": [...]}, ...). A fresh
+    copy, which the caller may change (tests/test_deploy.py sets its CodeUri)."""
     loaded: dict[str, Any] = yaml.load(path.read_text(), Loader=_Loader)  # a SafeLoader
     return loaded
+
+
+@cache
+def template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
+    """The template, read once (the figures only read it)."""
+    return load_template(path)
 
 
 def _resources() -> dict[str, Any]:

@@ -161,16 +161,19 @@ def discover_resources(clients: Clients, prefix: str, *, bus: str = DEFAULT_EVEN
     return Created(settings=settings, queue_urls=queue_urls, dlq_urls=dlq_urls)
 
 
-def sync_with_app(clients: Clients, settings: Settings, app: App) -> None:
+def sync_with_app(clients: Clients, settings: Settings, app: App) -> list[str]:
     """What a deploy of `app` does beyond the stack's fixed resources (template.yaml's
     custom resources): the schedule group's cron schedules become those of its Crons,
     and the bus's rules list the event names it uses (so only they reach the events
     queue). LocalRuntime, `stepline dev` and `stepline worker --create-resources` call
-    it when they start, and `LocalRuntime.deploy` with each new version."""
+    it when they start, and `LocalRuntime.deploy` with each new version. Returns the
+    event names the rules now route."""
     CronScheduleSync(
         clients.scheduler,
         group=settings.schedule_group,
         target_arn=settings.events_queue_arn,
         role_arn=settings.scheduler_role_arn,
     ).sync(app)
-    stack_rules(clients.events, settings).sync(routed_event_names(app))
+    names = routed_event_names(app)
+    stack_rules(clients.events, settings).sync(names)
+    return names

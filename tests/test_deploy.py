@@ -33,6 +33,7 @@ from moto import mock_aws
 from samtranslator.translator.managed_policy_translator import ManagedPolicyLoader
 from samtranslator.translator.transform import transform
 
+from bench.template import load_template
 from engine.clock import ManualClock
 from engine.ids import run_id_for
 from infra.dynamo import DynamoStore
@@ -53,7 +54,6 @@ from sdk import (
     Throttle,
     Timeouts,
 )
-from tests.cfn_template import load_template
 from tests.custom_resources import CustomResources, take_custom_resources
 from tests.iam_audit import Audit, allows, role_statements, trusts
 

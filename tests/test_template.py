@@ -1,7 +1,7 @@
 """One source of truth: template.yaml declares the resources infra/resources.py and
 infra/settings.py describe, so what runs locally is what deploys.
 
-The template is read as CloudFormation reads it (tests/cfn_template.py turns !Ref, !GetAtt
+The template is read as CloudFormation reads it (bench/template.py turns !Ref, !GetAtt
 and !Sub into their long forms); the expected shapes are imported, not repeated.
 """
 
@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from bench.template import load_template
 from infra.lambda_functions import EVENT_RULES_TYPE
 from infra.resources import (
     EVENT_QUEUES,
@@ -27,7 +28,6 @@ from infra.resources import (
 )
 from infra.settings import ENVIRONMENT_VARIABLES
 from sdk import parse_duration
-from tests.cfn_template import load_template
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE: dict[str, Any] = load_template()

@@ -136,6 +136,7 @@ class LocalRuntime(RunControlMixin):
         # SQS delivers at least once; >1 hands every batch to its handler that many times.
         self._deliveries_per_message = deliveries_per_message
         self._entered = False
+        self._routed: frozenset[str] = frozenset()
         self._mock: MockAWS | None = None
         self._travel: travel | None = None
         #: How many SQS messages each handler has been given, by queue role.
@@ -215,7 +216,8 @@ class LocalRuntime(RunControlMixin):
         return self._ports_hook(ports) if self._ports_hook else ports
 
     def _sync_app(self) -> None:
-        sync_with_app(self.clients, self.settings, self.app)
+        # The names the app's rules route: a send of one of them needs no look at the bus.
+        self._routed = frozenset(sync_with_app(self.clients, self.settings, self.app))
 
     def deploy(self, app: App) -> None:
         """Run a new version of the app from now on, as a deploy would: runs in flight
@@ -295,7 +297,10 @@ class LocalRuntime(RunControlMixin):
         bus = EventBridgeBus(self.clients.events, bus=self.settings.event_bus, source=source)
         [event_id] = bus.publish([event])
         sent = event.model_copy(update={"id": event_id, "ts": event.ts or self.clock.now()})
-        if event.name not in stack_rules(self.clients.events, self.settings).routed_names():
+        if (
+            event.name not in self._routed
+            and event.name not in stack_rules(self.clients.events, self.settings).routed_names()
+        ):
             log.info(
                 "event %s (%s) starts no workflow and reaches no wait: no rule routes %r to "
                 "Stepline, as no workflow of app %r uses it (triggers, wait_for_event, "
